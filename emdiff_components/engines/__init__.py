@@ -1,0 +1,20 @@
+from __future__ import annotations
+
+from .checkpoints import CheckpointError, ResumableCheckpoint, atomic_save, load_network_weights
+from .figures import label_to_rgb, save_panel_figure
+from .handlers import SegmentationFigure, SegmentationWriter
+from .run_logging import log_to_file
+from .training import DiffusionTrainingStep
+
+__all__ = [
+    "CheckpointError",
+    "ResumableCheckpoint",
+    "atomic_save",
+    "load_network_weights",
+    "label_to_rgb",
+    "save_panel_figure",
+    "SegmentationFigure",
+    "SegmentationWriter",
+    "log_to_file",
+    "DiffusionTrainingStep",
+]

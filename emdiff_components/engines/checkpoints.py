@@ -1,0 +1,149 @@
+"""Checkpoints: atomic saving, resuming a killed run, loading network weights with a clear error."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from ignite.engine import Engine, Events
+from ignite.handlers import Checkpoint
+from torch import nn
+
+__all__ = ["CheckpointError", "ResumableCheckpoint", "atomic_save", "load_network_weights"]
+
+logger = logging.getLogger(__name__)
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that is missing, unreadable or made for another network."""
+
+
+def atomic_save(obj: Any, path: str | os.PathLike) -> None:
+    """``torch.save`` to a temporary file in the same folder, then rename: a killed run never leaves half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+class ResumableCheckpoint:
+    """Ignite handler: save training state atomically every ``save_interval`` epochs and resume from it on start.
+
+    MONAI's ``CheckpointSaver`` writes with ``atomic=False``, so a run killed while saving can leave a truncated file
+    that looks complete; this handler writes ``<save_dir>/checkpoint.pt`` (every object in ``save_dict``, the trainer's
+    epoch included) and, at the end, the network alone as ``<save_dir>/<final_filename>``, both through
+    :func:`atomic_save`. With ``resume=True`` a run that finds ``checkpoint.pt`` continues from its epoch.
+
+    Args:
+        save_dir: folder of the checkpoints.
+        save_dict: objects with ``state_dict`` / ``load_state_dict``, e.g. ``{"model": net, "optimizer": opt,
+            "lr_scheduler": sched, "trainer": trainer}``.
+        network_key: the entry of ``save_dict`` written alone as the final model.
+        save_interval: epochs between saves.
+        final_filename: file name of the final network weights.
+        resume: load ``checkpoint.pt`` when the run starts, if it exists.
+    """
+
+    def __init__(
+        self,
+        save_dir: str | os.PathLike,
+        save_dict: dict[str, Any],
+        network_key: str = "model",
+        save_interval: int = 1,
+        final_filename: str = "model.pt",
+        resume: bool = True,
+    ) -> None:
+        if network_key not in save_dict:
+            raise ValueError(f"ResumableCheckpoint: network_key {network_key!r} is not in save_dict {list(save_dict)}.")
+        if save_interval < 1:
+            raise ValueError(f"ResumableCheckpoint: save_interval must be >= 1, got {save_interval}.")
+        self.save_dir = Path(save_dir)
+        self.save_dict = save_dict
+        self.network_key = network_key
+        self.save_interval = save_interval
+        self.final_filename = final_filename
+        self.resume = resume
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.save_dir / "checkpoint.pt"
+
+    def attach(self, engine: Engine) -> None:
+        if self.resume:
+            engine.add_event_handler(Events.STARTED, self.load)
+        engine.add_event_handler(Events.EPOCH_COMPLETED(every=self.save_interval), self.save)
+        engine.add_event_handler(Events.COMPLETED, self.save_final)
+
+    def load(self, engine: Engine | None = None) -> bool:
+        if not self.checkpoint_path.is_file():
+            return False
+        try:
+            state = torch.load(self.checkpoint_path, map_location="cpu", weights_only=False)
+            Checkpoint.load_objects(to_load=self.save_dict, checkpoint=state)
+        except Exception as err:
+            raise CheckpointError(
+                f"cannot resume from {self.checkpoint_path}: {err}. Delete it to start afresh, or use another ckpt_dir."
+            ) from err
+        logger.info("resumed from %s (epoch %s)", self.checkpoint_path, getattr(engine, "state", None) and engine.state.epoch)
+        return True
+
+    def save(self, engine: Engine | None = None) -> None:
+        atomic_save({k: v.state_dict() for k, v in self.save_dict.items()}, self.checkpoint_path)
+
+    def save_final(self, engine: Engine | None = None) -> None:
+        path = self.save_dir / self.final_filename
+        atomic_save(self.save_dict[self.network_key].state_dict(), path)
+        logger.info("final weights written to %s", path)
+
+
+def load_network_weights(network: nn.Module, path: str | os.PathLike, key: str | None = None) -> nn.Module:
+    """Load ``path`` into ``network`` (strict), raising :class:`CheckpointError` that names the file and the mismatch.
+
+    Accepts a bare state dict or a dict holding one under ``key`` (or under ``"model"`` / ``"network"`` /
+    ``"state_dict"`` when ``key`` is ``None``), as written by MONAI's ``CheckpointSaver``.
+
+    Returns:
+        the same ``network``, for use in a config expression.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist; train first or pass --ckpt_path to a .pt file.")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises several types for corrupt or foreign files
+        raise CheckpointError(f"checkpoint {path} cannot be read as a PyTorch file: {err}") from err
+    if not isinstance(state, dict):
+        raise CheckpointError(f"checkpoint {path} holds a {type(state).__name__}, not a state dict.")
+    for candidate in ([key] if key else ["model", "network", "state_dict"]):
+        if isinstance(state.get(candidate), dict):
+            state = state[candidate]
+            break
+    expected = network.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    wrong_shape = sorted(
+        k for k in set(expected) & set(state) if hasattr(state[k], "shape") and state[k].shape != expected[k].shape
+    )
+    if missing or unexpected or wrong_shape:
+        def few(keys: list[str]) -> str:
+            return ", ".join(keys[:5]) + (f" (+{len(keys) - 5} more)" if len(keys) > 5 else "")
+
+        details = []
+        if missing:
+            details.append(f"{len(missing)} missing keys: {few(missing)}")
+        if unexpected:
+            details.append(f"{len(unexpected)} unexpected keys: {few(unexpected)}")
+        if wrong_shape:
+            shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(expected[k].shape)}" for k in wrong_shape]
+            details.append(f"{len(wrong_shape)} tensors of another shape: {few(shapes)}")
+        raise CheckpointError(
+            f"checkpoint {path} does not fit {type(network).__name__} (is it from another network or another "
+            f"configuration?): " + "; ".join(details)
+        )
+    network.load_state_dict(state)
+    logger.info("loaded weights from %s", path)
+    return network

@@ -1,0 +1,137 @@
+"""Ignite handlers of the bundles: write predicted masks in the input's format and shape, and a PNG figure."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from ignite.engine import Engine, Events
+
+from ..data.readers import write_image
+from .figures import save_panel_figure
+
+__all__ = ["SegmentationWriter", "SegmentationFigure"]
+
+logger = logging.getLogger(__name__)
+
+
+def _array(value: Any) -> np.ndarray:
+    if isinstance(value, torch.Tensor):
+        value = value.detach().cpu().numpy()
+    return np.asarray(value)
+
+
+def _suffix(path: str) -> str:
+    name = Path(path).name.lower()
+    return ".nii.gz" if name.endswith(".nii.gz") else Path(path).suffix
+
+
+class SegmentationWriter:
+    """Write predicted label maps as files of the input's format and shape: a stack in, a stack out.
+
+    Inference runs on 2D slices; each batch item carries ``name``, ``slice``, ``num_slices`` and the input path
+    (``image_path``); a file of one slice is written as a 2D image. Slices of one file are gathered and the file is written (atomically, by the package's writers)
+    only once all its slices are there, so no partial output looks complete.
+
+    Args:
+        output_dir: folder of the masks (created).
+        pred_key: output key of the label map ``(1, H, W)``.
+        path_key: batch key of the input file's path (its extension decides the output format).
+        dtype: dtype of the written masks (class indices).
+    """
+
+    def __init__(
+        self, output_dir: str | os.PathLike, pred_key: str = "pred", path_key: str = "image_path", dtype=np.uint8
+    ) -> None:
+        self.output_dir = Path(output_dir)
+        self.pred_key = pred_key
+        self.path_key = path_key
+        self.dtype = dtype
+        self.pending: dict[str, dict[int, np.ndarray]] = {}
+        self.written: list[str] = []
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self.update)
+        engine.add_event_handler(Events.COMPLETED, self.check_complete)
+
+    def update(self, engine: Engine) -> None:
+        for item, out in zip(engine.state.batch, engine.state.output):
+            name, z, depth = str(item["name"]), int(item.get("slice", 0)), int(item.get("num_slices", 1))
+            source = str(item[self.path_key])
+            slices = self.pending.setdefault(name, {})
+            slices[z] = _array(out[self.pred_key]).reshape(_array(out[self.pred_key]).shape[-2:]).astype(self.dtype)
+            if len(slices) == depth:
+                volume = slices[0] if depth == 1 else np.stack([slices[k] for k in sorted(slices)])
+                path = self.output_dir / f"{name}{_suffix(source)}"
+                self.output_dir.mkdir(parents=True, exist_ok=True)
+                write_image(path, volume)
+                self.written.append(str(path))
+                del self.pending[name]
+                logger.info("wrote %s %s", path, volume.shape)
+
+    def check_complete(self, engine: Engine | None = None) -> None:
+        if self.pending:
+            missing = {name: len(s) for name, s in self.pending.items()}
+            raise RuntimeError(f"SegmentationWriter: slices missing, files not written: {missing}")
+
+
+class SegmentationFigure:
+    """Write a PNG of image | truth | prediction (and more panels) for the first samples of each run or epoch.
+
+    Args:
+        output_path: the PNG file.
+        num_samples: rows in the figure.
+        image_key: batch key of the image ``(1, H, W)``.
+        label_key: output key of the true label map, or ``None`` when there is no truth (plain inference).
+        pred_key: output key of the predicted label map.
+        extra_keys: more output keys shown as continuous maps (e.g. an uncertainty map).
+        every_epoch: rewrite the figure after every epoch (validation during training) instead of once at the end.
+    """
+
+    def __init__(
+        self,
+        output_path: str | os.PathLike,
+        num_samples: int = 4,
+        image_key: str = "image",
+        label_key: str | None = "label",
+        pred_key: str = "pred",
+        extra_keys: Sequence[str] = (),
+        every_epoch: bool = False,
+    ) -> None:
+        self.output_path = Path(output_path)
+        self.num_samples = num_samples
+        self.image_key, self.label_key, self.pred_key = image_key, label_key, pred_key
+        self.extra_keys = tuple(extra_keys)
+        self.every_epoch = every_epoch
+        self.rows: list[list[np.ndarray]] = []
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.EPOCH_STARTED, self.reset)
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self.update)
+        engine.add_event_handler(Events.EPOCH_COMPLETED if self.every_epoch else Events.COMPLETED, self.write)
+
+    def reset(self, engine: Engine | None = None) -> None:
+        self.rows = []
+
+    def update(self, engine: Engine) -> None:
+        for item, out in zip(engine.state.batch, engine.state.output):
+            if len(self.rows) >= self.num_samples:
+                return
+            keys = [(item, self.image_key)]
+            if self.label_key:
+                keys.append((out, self.label_key))
+            keys += [(out, self.pred_key)] + [(out, k) for k in self.extra_keys]
+            self.rows.append([_array(src[k])[0] for src, k in keys])
+
+    def write(self, engine: Engine | None = None) -> str | None:
+        if not self.rows:
+            return None
+        titles = ["image"] + (["truth"] if self.label_key else []) + ["prediction"] + list(self.extra_keys)
+        kinds = ["image"] + (["label"] if self.label_key else []) + ["label"] + ["map"] * len(self.extra_keys)
+        path = save_panel_figure(self.output_path, self.rows, titles, kinds)
+        logger.info("figure written to %s", path)
+        return path

@@ -1,0 +1,219 @@
+"""Attention blocks of the ECSD network: CBAM channel / spatial attention, linear and softmax cross-attention."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from monai.networks.blocks import Convolution
+from torch import nn
+
+from .normalization import ChannelLayerNorm
+
+__all__ = ["ChannelAttention", "SpatialAttention", "LinearCrossAttention", "SoftmaxCrossAttention"]
+
+
+def _check_positive(owner: str, **values: int) -> None:
+    for name, value in values.items():
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"{owner}: {name} must be a positive int, got {value!r}.")
+
+
+class ChannelAttention(nn.Module):
+    """CBAM channel attention: ``sigmoid(MLP(avgpool(x)) + MLP(maxpool(x)))`` with one shared MLP.
+
+    Woo et al. "CBAM: Convolutional Block Attention Module", https://arxiv.org/abs/1807.06521.
+
+    Args:
+        channels: number of channels C (positive int).
+        reduction: hidden width of the MLP is ``max(1, C // reduction)``; default 16.
+
+    Returns:
+        ``forward(x)`` maps ``(B, C, H, W)`` to the attention weights ``(B, C, 1, 1)`` in (0, 1).
+
+    Example:
+        >>> ChannelAttention(32)(torch.randn(2, 32, 8, 8)).shape
+        torch.Size([2, 32, 1, 1])
+    """
+
+    def __init__(self, channels: int, reduction: int = 16) -> None:
+        super().__init__()
+        _check_positive("ChannelAttention", channels=channels, reduction=reduction)
+        hidden = max(1, channels // reduction)
+        # 1x1 convolutions on the pooled (B, C, 1, 1) maps are the shared MLP of CBAM.
+        self.mlp = nn.Sequential(
+            nn.Conv2d(channels, hidden, 1, bias=False), nn.ReLU(), nn.Conv2d(hidden, channels, 1, bias=False)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Return the channel weights of ``x``."""
+        avg = x.mean(dim=(2, 3), keepdim=True)
+        mx = x.amax(dim=(2, 3), keepdim=True)
+        return torch.sigmoid(self.mlp(avg) + self.mlp(mx))
+
+
+class SpatialAttention(nn.Module):
+    """CBAM spatial attention: ``sigmoid(conv7x7([mean_c(x), max_c(x)]))``.
+
+    Woo et al. "CBAM: Convolutional Block Attention Module", https://arxiv.org/abs/1807.06521.
+
+    Args:
+        kernel_size: odd size of the convolution over the two pooled maps; default 7.
+
+    Returns:
+        ``forward(x)`` maps ``(B, C, H, W)`` to the attention weights ``(B, 1, H, W)`` in (0, 1).
+
+    Example:
+        >>> SpatialAttention()(torch.randn(2, 32, 8, 8)).shape
+        torch.Size([2, 1, 8, 8])
+    """
+
+    def __init__(self, kernel_size: int = 7) -> None:
+        super().__init__()
+        if not isinstance(kernel_size, int) or kernel_size < 1 or kernel_size % 2 == 0:
+            raise ValueError(f"SpatialAttention: kernel_size must be a positive odd int, got {kernel_size!r}.")
+        self.conv = Convolution(2, 2, 1, kernel_size=kernel_size, bias=False, conv_only=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Return the spatial weights of ``x``."""
+        pooled = torch.cat([x.mean(dim=1, keepdim=True), x.amax(dim=1, keepdim=True)], dim=1)
+        return torch.sigmoid(self.conv(pooled))
+
+
+class LinearCrossAttention(nn.Module):
+    """Efficient (linear) attention with CBAM-refined queries and keys, optionally across two feature maps.
+
+    Shen et al. "Efficient Attention: Attention with Linear Complexities", https://arxiv.org/abs/1812.01243; the
+    refinement ``q <- CA(q) * q + q`` and ``k <- SA(k) * k + k`` is the CEM attention of Cold SegDiffusion (Yan et
+    al., KBS 2024). Per head, with q, k, v of shape (d, N):
+    ``out = (softmax_N(k) @ v^T)^T @ (softmax_d(q) * d ** -0.5)``, i.e. the (d, d) context replaces the (N, N) matrix,
+    so cost and memory are O(N d^2) and the block runs at full resolution.
+
+    Args:
+        channels: channels of the query map ``x`` (and of the output).
+        context_channels: channels of the key / value map; ``None`` (default) means ``channels``.
+        heads: number of heads; default 4.
+        head_channels: channels per head d; default 32.
+        channel_attention: refine the queries with CBAM channel attention; default True.
+        spatial_attention: refine the keys with CBAM spatial attention; default True.
+        reduction: reduction ratio of the channel-attention MLP; default 16.
+
+    Returns:
+        ``forward(x, context)`` maps ``(B, channels, H, W)`` and ``(B, context_channels, H, W)`` (context ``None``
+        means self-attention) to ``(B, channels, H, W)``; the caller adds the residual.
+
+    Example:
+        >>> attn = LinearCrossAttention(16, heads=2, head_channels=8)
+        >>> attn(torch.randn(1, 16, 12, 10), torch.randn(1, 16, 12, 10)).shape
+        torch.Size([1, 16, 12, 10])
+    """
+
+    def __init__(
+        self,
+        channels: int,
+        context_channels: int | None = None,
+        heads: int = 4,
+        head_channels: int = 32,
+        channel_attention: bool = True,
+        spatial_attention: bool = True,
+        reduction: int = 16,
+    ) -> None:
+        super().__init__()
+        context_channels = channels if context_channels is None else context_channels
+        _check_positive(
+            "LinearCrossAttention",
+            channels=channels,
+            context_channels=context_channels,
+            heads=heads,
+            head_channels=head_channels,
+        )
+        hidden = heads * head_channels
+        self.heads, self.head_channels = heads, head_channels
+        self.norm_q = ChannelLayerNorm(channels)
+        self.norm_kv = ChannelLayerNorm(context_channels)
+        self.to_q = nn.Conv2d(channels, hidden, 1, bias=False)
+        self.to_kv = nn.Conv2d(context_channels, 2 * hidden, 1, bias=False)
+        self.channel_attention = ChannelAttention(hidden, reduction) if channel_attention else None
+        self.spatial_attention = SpatialAttention(7) if spatial_attention else None
+        self.to_out = nn.Sequential(nn.Conv2d(hidden, channels, 1), ChannelLayerNorm(channels))
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        """Attend from the positions of ``x`` to those of ``context`` (same spatial size)."""
+        context = x if context is None else context
+        if context.shape[0] != x.shape[0] or context.shape[2:] != x.shape[2:]:
+            raise ValueError(
+                f"LinearCrossAttention: x {tuple(x.shape)} and context {tuple(context.shape)} must share batch and "
+                "spatial size."
+            )
+        b, _, h, w = x.shape
+        q = self.to_q(self.norm_q(x))
+        k, v = self.to_kv(self.norm_kv(context)).chunk(2, dim=1)
+        if self.channel_attention is not None:
+            q = q + self.channel_attention(q) * q
+        if self.spatial_attention is not None:
+            k = k + self.spatial_attention(k) * k
+        shape = (b, self.heads, self.head_channels, h * w)
+        q = q.reshape(shape).softmax(dim=-2) * self.head_channels**-0.5
+        k = k.reshape(shape).softmax(dim=-1)
+        v = v.reshape(shape)
+        ctx = torch.einsum("bhdn,bhen->bhde", k, v)
+        out = torch.einsum("bhde,bhdn->bhen", ctx, q).reshape(b, -1, h, w)
+        return self.to_out(out)
+
+
+class SoftmaxCrossAttention(nn.Module):
+    """Multi-head softmax (scaled dot-product) cross-attention between two feature maps of the same size.
+
+    Vaswani et al. "Attention Is All You Need", https://arxiv.org/abs/1706.03762; computed with
+    ``torch.nn.functional.scaled_dot_product_attention``. Memory is O(N^2) per head, so ECSD uses it only at the
+    bottleneck (CCAM), where N = H * W / 64.
+
+    Args:
+        channels: channels of the query map ``x`` (and of the output).
+        context_channels: channels of the key / value map; ``None`` (default) means ``channels``.
+        heads: number of heads; default 4.
+        head_channels: channels per head; default 32.
+
+    Returns:
+        ``forward(x, context)`` maps ``(B, channels, H, W)`` and ``(B, context_channels, H, W)`` to
+        ``(B, channels, H, W)``; the caller adds the residual.
+
+    Example:
+        >>> attn = SoftmaxCrossAttention(16, heads=2, head_channels=8)
+        >>> attn(torch.randn(1, 16, 4, 6), torch.randn(1, 16, 4, 6)).shape
+        torch.Size([1, 16, 4, 6])
+    """
+
+    def __init__(
+        self, channels: int, context_channels: int | None = None, heads: int = 4, head_channels: int = 32
+    ) -> None:
+        super().__init__()
+        context_channels = channels if context_channels is None else context_channels
+        _check_positive(
+            "SoftmaxCrossAttention",
+            channels=channels,
+            context_channels=context_channels,
+            heads=heads,
+            head_channels=head_channels,
+        )
+        hidden = heads * head_channels
+        self.heads, self.head_channels = heads, head_channels
+        self.norm_q = ChannelLayerNorm(channels)
+        self.norm_kv = ChannelLayerNorm(context_channels)
+        self.to_q = nn.Conv2d(channels, hidden, 1, bias=False)
+        self.to_kv = nn.Conv2d(context_channels, 2 * hidden, 1, bias=False)
+        self.to_out = nn.Conv2d(hidden, channels, 1)
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        """Attend from the positions of ``x`` to those of ``context``."""
+        context = x if context is None else context
+        if context.shape[0] != x.shape[0]:
+            raise ValueError(
+                f"SoftmaxCrossAttention: x {tuple(x.shape)} and context {tuple(context.shape)} differ in batch size."
+            )
+        b, _, h, w = x.shape
+        q = self.to_q(self.norm_q(x)).reshape(b, self.heads, self.head_channels, h * w).transpose(-1, -2)
+        k, v = self.to_kv(self.norm_kv(context)).chunk(2, dim=1)
+        k = k.reshape(b, self.heads, self.head_channels, -1).transpose(-1, -2)
+        v = v.reshape(b, self.heads, self.head_channels, -1).transpose(-1, -2)
+        out = F.scaled_dot_product_attention(q, k, v)  # (B, heads, N, d)
+        return self.to_out(out.transpose(-1, -2).reshape(b, -1, h, w))
