@@ -88,7 +88,8 @@ def _tiff_read(path: str, key: str | None) -> np.ndarray:
 
 
 def _tiff_write(path: str, array: np.ndarray, key: str | None) -> None:
-    tifffile.imwrite(path, array, compression="zlib")
+    # minisblack: without it tifffile stores a 3- or 4-slice stack as one RGB(A) image
+    tifffile.imwrite(path, array, compression="zlib", photometric="minisblack")
 
 
 def _tiff_voxel_size(path: str, key: str | None) -> tuple[float, ...] | None:

@@ -1,3 +1,5 @@
 from __future__ import annotations
 
-__all__: list[str] = []
+from .boundary import BoundaryAwareMSELoss, boundary_time_exponent
+
+__all__ = ["BoundaryAwareMSELoss", "boundary_time_exponent"]

@@ -1,3 +1,7 @@
+"""Networks of the emdiff bundles (one file per network; shared pieces in ``blocks``)."""
+
 from __future__ import annotations
 
-__all__: list[str] = []
+from .ecsd_unet import ECSDUNet
+
+__all__ = ["ECSDUNet"]

@@ -18,6 +18,17 @@ def _check_positive(owner: str, **values: int) -> None:
             raise ValueError(f"{owner}: {name} must be a positive int, got {value!r}.")
 
 
+def _tokens(x: torch.Tensor, heads: int) -> torch.Tensor:
+    """(B, heads * d, H, W) -> (B, H * W, heads, d)."""
+    b, c, h, w = x.shape
+    return x.permute(0, 2, 3, 1).reshape(b, h * w, heads, c // heads)
+
+
+def _feature_map(x: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """(B, H * W, heads, d) -> (B, heads * d, H, W) in channels-last memory format."""
+    return x.reshape(x.shape[0], h, w, -1).permute(0, 3, 1, 2)
+
+
 class ChannelAttention(nn.Module):
     """CBAM channel attention: ``sigmoid(MLP(avgpool(x)) + MLP(maxpool(x)))`` with one shared MLP.
 
@@ -84,9 +95,9 @@ class LinearCrossAttention(nn.Module):
 
     Shen et al. "Efficient Attention: Attention with Linear Complexities", https://arxiv.org/abs/1812.01243; the
     refinement ``q <- CA(q) * q + q`` and ``k <- SA(k) * k + k`` is the CEM attention of Cold SegDiffusion (Yan et
-    al., KBS 2024). Per head, with q, k, v of shape (d, N):
-    ``out = (softmax_N(k) @ v^T)^T @ (softmax_d(q) * d ** -0.5)``, i.e. the (d, d) context replaces the (N, N) matrix,
-    so cost and memory are O(N d^2) and the block runs at full resolution.
+    al., KBS 2024). Per head, with q, k, v of shape (N, d): ``context = softmax_N(k)^T @ v * d ** -0.5`` (d x d) and
+    ``out = softmax_d(q) @ context`` (N x d), so the (N, N) matrix never exists: cost and memory are O(N d^2) and the
+    block runs at full resolution.
 
     Args:
         channels: channels of the query map ``x`` (and of the output).
@@ -147,17 +158,19 @@ class LinearCrossAttention(nn.Module):
         b, _, h, w = x.shape
         q = self.to_q(self.norm_q(x))
         k, v = self.to_kv(self.norm_kv(context)).chunk(2, dim=1)
+        # q + CA(q) * q == q * (1 + CA(q)): one pass over the full-resolution map instead of two
         if self.channel_attention is not None:
-            q = q + self.channel_attention(q) * q
+            q = q * (1 + self.channel_attention(q))
         if self.spatial_attention is not None:
-            k = k + self.spatial_attention(k) * k
-        shape = (b, self.heads, self.head_channels, h * w)
-        q = q.reshape(shape).softmax(dim=-2) * self.head_channels**-0.5
-        k = k.reshape(shape).softmax(dim=-1)
-        v = v.reshape(shape)
-        ctx = torch.einsum("bhdn,bhen->bhde", k, v)
-        out = torch.einsum("bhde,bhdn->bhen", ctx, q).reshape(b, -1, h, w)
-        return self.to_out(out)
+            k = k * (1 + self.spatial_attention(k))
+        # token-major (B, N, heads, d): a view, not a copy, of channels-last maps
+        q, k, v = (_tokens(t, self.heads) for t in (q, k, v))
+        q = q.softmax(dim=-1)  # over the d features of each head
+        k = k.softmax(dim=1)  # over the N tokens
+        # the d ** -0.5 scale is applied to the small (d, d) context rather than to the (N, d) queries
+        ctx = torch.einsum("bnhd,bnhe->bhde", k, v) * self.head_channels**-0.5
+        out = torch.einsum("bhde,bnhd->bnhe", ctx, q)
+        return self.to_out(_feature_map(out, h, w))
 
 
 class SoftmaxCrossAttention(nn.Module):
@@ -211,9 +224,8 @@ class SoftmaxCrossAttention(nn.Module):
                 f"SoftmaxCrossAttention: x {tuple(x.shape)} and context {tuple(context.shape)} differ in batch size."
             )
         b, _, h, w = x.shape
-        q = self.to_q(self.norm_q(x)).reshape(b, self.heads, self.head_channels, h * w).transpose(-1, -2)
+        q = _tokens(self.to_q(self.norm_q(x)), self.heads).transpose(1, 2)
         k, v = self.to_kv(self.norm_kv(context)).chunk(2, dim=1)
-        k = k.reshape(b, self.heads, self.head_channels, -1).transpose(-1, -2)
-        v = v.reshape(b, self.heads, self.head_channels, -1).transpose(-1, -2)
+        k, v = (_tokens(t, self.heads).transpose(1, 2) for t in (k, v))
         out = F.scaled_dot_product_attention(q, k, v)  # (B, heads, N, d)
-        return self.to_out(out.transpose(-1, -2).reshape(b, -1, h, w))
+        return self.to_out(_feature_map(out.transpose(1, 2), h, w))

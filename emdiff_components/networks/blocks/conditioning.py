@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from ._inplace import add_
 from .attention import LinearCrossAttention, SoftmaxCrossAttention
 from .frequency import LearnableFourierFilter
 from .normalization import ChannelLayerNorm
@@ -69,8 +70,8 @@ class ContrastEnhancementModule(nn.Module):
 
     def forward(self, x: torch.Tensor, c: torch.Tensor, temb: torch.Tensor | None = None) -> torch.Tensor:
         """Fuse the condition features ``c`` into ``x``."""
-        z = self.norm(self.fourier_filter(x)) + x
-        z = z + self.attention(z, c)
+        z = add_(self.norm(self.fourier_filter(x)), x)
+        z = add_(self.attention(z, c), z)
         return self.block(z, temb)
 
 
@@ -145,9 +146,9 @@ class ConditionalCrossAttentionModule(nn.Module):
             raise ValueError(
                 f"ConditionalCrossAttentionModule: x {tuple(x.shape)} and c {tuple(c.shape)} must have the same shape."
             )
-        x = self.mid1(x, temb) + self.cond_mid1(c, temb)
-        x = x + self.cross_attention(c, x)
-        x1 = x + self.ff1(x)
-        x2 = x + self.ff2(x)
-        x = x2 + self.branch_attention(x2, x1)
+        x = add_(self.mid1(x, temb), self.cond_mid1(c, temb))
+        x = add_(self.cross_attention(c, x), x)
+        x1 = add_(self.ff1(x), x)
+        x2 = add_(self.ff2(x), x)
+        x = add_(self.branch_attention(x2, x1), x2)
         return self.mid2(x, temb)

@@ -10,18 +10,25 @@ from torch import nn
 __all__ = ["LearnableFourierFilter"]
 
 
-def _periodic_linear_weights(frequencies: torch.Tensor, grid: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Indices and weights that linearly interpolate a centred, ``grid``-point spectrum at ``frequencies``.
+def _interpolation_matrix(
+    frequencies: torch.Tensor, grid: int, dtype: torch.dtype, device: torch.device
+) -> torch.Tensor:
+    """(len(frequencies), grid) matrix that linearly interpolates a centred ``grid``-point spectrum.
 
     Grid index j holds the frequency ``(j - grid // 2) / grid`` cycles per pixel (the ``fftshift`` layout). The
     spectrum is periodic in frequency (period 1), so interpolation wraps around instead of clamping: +1/2 and -1/2,
-    the same Nyquist frequency, read the same grid value.
+    the same Nyquist frequency, read the same grid value. Each row has two non-zeros summing to 1.
     """
-    position = frequencies * grid + grid // 2
+    # built in float64 on the CPU so that grid-aligned frequencies land exactly on grid points
+    position = frequencies.double() * grid + grid // 2
     lower = torch.floor(position)
     frac = position - lower
     lower = lower.long().remainder(grid)
-    return lower, (lower + 1).remainder(grid), frac
+    rows = torch.arange(len(frequencies))
+    matrix = torch.zeros(len(frequencies), grid, dtype=torch.float64)
+    matrix.index_put_((rows, lower), 1 - frac, accumulate=True)
+    matrix.index_put_((rows, (lower + 1).remainder(grid)), frac, accumulate=True)
+    return matrix.to(device=device, dtype=dtype)
 
 
 class LearnableFourierFilter(nn.Module):
@@ -41,7 +48,8 @@ class LearnableFourierFilter(nn.Module):
     Only the real part of the inverse FFT is kept, so the result depends on the maps only through their Hermitian
     symmetrisation ``(M[k] + M[-k]) / 2`` (``Re z`` is even and ``Im z`` odd in k for real x). The forward pass uses
     that identity to work on the half spectrum (``rfft2`` / ``irfft2``), which halves the FFT cost and memory while
-    giving the same output as the full-spectrum computation above (tested against numpy).
+    giving the same output as the full-spectrum computation above (tested against numpy); the symmetrisation is done
+    on the small grid, before resampling.
 
     Args:
         channels: number of channels C (positive int).
@@ -71,50 +79,46 @@ class LearnableFourierFilter(nn.Module):
         self.theta_real = nn.Parameter(torch.ones(channels, 1, 1))
         self.theta_imag = nn.Parameter(torch.ones(channels, 1, 1))
 
-    def _resample(
-        self, weight: torch.Tensor, freq_h: torch.Tensor, freq_w: torch.Tensor
-    ) -> torch.Tensor:  # (C, len(freq_h), len(freq_w))
-        h0, h1, fh = _periodic_linear_weights(freq_h, self.filter_grid[0])
-        w0, w1, fw = _periodic_linear_weights(freq_w, self.filter_grid[1])
-        # separable bilinear interpolation: first along H, then along W (two gathers each, no dense matrices)
-        rows = weight[:, h0, :] * (1 - fh)[:, None] + weight[:, h1, :] * fh[:, None]
-        return rows[:, :, w0] * (1 - fw) + rows[:, :, w1] * fw
-
     def resampled_maps(self, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Full-spectrum maps ``(M_re * theta_re, M_im * theta_im)``, each (C, height, width), in FFT order."""
-        device = self.weight_real.device
-        freq_h = torch.fft.fftfreq(height, device=device, dtype=torch.float64).float()
-        freq_w = torch.fft.fftfreq(width, device=device, dtype=torch.float64).float()
-        real = self._resample(self.weight_real, freq_h, freq_w) * self.theta_real
-        imag = self._resample(self.weight_imag, freq_h, freq_w) * self.theta_imag
+        device, dtype = self.weight_real.device, self.weight_real.dtype
+        rows = _interpolation_matrix(torch.fft.fftfreq(height, dtype=torch.float64), self.filter_grid[0], dtype, device)
+        cols = _interpolation_matrix(torch.fft.fftfreq(width, dtype=torch.float64), self.filter_grid[1], dtype, device)
+        real = rows @ self.weight_real @ cols.T * self.theta_real
+        imag = rows @ self.weight_imag @ cols.T * self.theta_imag
         return real, imag
 
-    def _half_spectrum_maps(self, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Hermitian-symmetrised maps on the ``rfft2`` half spectrum, each (C, height, width // 2 + 1)."""
-        device = self.weight_real.device
-        freq_h = torch.fft.fftfreq(height, device=device, dtype=torch.float64)
-        freq_w = torch.fft.rfftfreq(width, device=device, dtype=torch.float64)
-        # the wanted frequencies and their negatives; -f is taken in float64 then cast so that f and -f hit
-        # mirror-image grid positions exactly
-        pos = (freq_h.float(), freq_w.float())
-        neg = ((-freq_h).float(), (-freq_w).float())
+    def _half_spectrum_maps(self, height: int, width: int) -> torch.Tensor:
+        """Hermitian-symmetrised maps on the ``rfft2`` half spectrum, stacked as (C, height, width // 2 + 1, 2)."""
+        device, dtype = self.weight_real.device, self.weight_real.dtype
+        gh, gw = self.filter_grid
+        rows = _interpolation_matrix(torch.fft.fftfreq(height, dtype=torch.float64), gh, dtype, device)
+        cols = _interpolation_matrix(torch.fft.rfftfreq(width, dtype=torch.float64), gw, dtype, device)
+        # grid index j and (2 * (G // 2) - j) mod G hold opposite frequencies, and periodic linear interpolation
+        # commutes with that reflection, so symmetrising on the small grid equals symmetrising after resampling
+        mirror_h = (2 * (gh // 2) - torch.arange(gh, device=device)).remainder(gh)
+        mirror_w = (2 * (gw // 2) - torch.arange(gw, device=device)).remainder(gw)
         maps = []
         for weight, theta in ((self.weight_real, self.theta_real), (self.weight_imag, self.theta_imag)):
-            sym = 0.5 * (self._resample(weight, *pos) + self._resample(weight, *neg))
-            maps.append(sym * theta)
-        return maps[0], maps[1]
+            sym = 0.5 * (weight + weight.index_select(1, mirror_h).index_select(2, mirror_w))
+            maps.append(rows @ sym @ cols.T * theta)
+        return torch.stack(maps, dim=-1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Filter ``x`` of shape ``(B, C, H, W)`` in the frequency domain."""
         if x.ndim != 4 or x.shape[1] != self.channels:
-            raise ValueError(f"LearnableFourierFilter: expected (B, {self.channels}, H, W) input, got {tuple(x.shape)}.")
+            raise ValueError(
+                f"LearnableFourierFilter: expected (B, {self.channels}, H, W) input, got {tuple(x.shape)}."
+            )
         height, width = x.shape[-2:]
-        real_map, imag_map = self._half_spectrum_maps(height, width)
+        maps = self._half_spectrum_maps(height, width)
         # FFTs in float32 at least: half-precision FFTs are restricted to powers of two and lose accuracy
-        spec = torch.fft.rfft2(x.contiguous().float())
-        spec = torch.complex(spec.real * real_map, spec.imag * imag_map)
-        out = torch.fft.irfft2(spec, s=(height, width))
-        return out.to(dtype=x.dtype, memory_format=torch.channels_last if _is_channels_last(x) else torch.contiguous_format)
+        spec = torch.view_as_real(torch.fft.rfft2(x.contiguous().float()))
+        # real and imaginary parts scaled separately; in place when no graph is recorded (see _inplace)
+        spec = spec.mul_(maps) if not torch.is_grad_enabled() else spec * maps
+        out = torch.fft.irfft2(torch.view_as_complex(spec), s=(height, width))
+        fmt = torch.channels_last if _is_channels_last(x) else torch.contiguous_format
+        return out.to(dtype=x.dtype, memory_format=fmt)
 
 
 def _is_channels_last(x: torch.Tensor) -> bool:

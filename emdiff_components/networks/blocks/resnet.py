@@ -7,6 +7,8 @@ import torch.nn.functional as F
 from monai.networks.blocks import Convolution
 from torch import nn
 
+from ._inplace import add_, scale_shift_, silu_
+
 __all__ = ["TimeResBlock"]
 
 
@@ -62,13 +64,16 @@ class TimeResBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, temb: torch.Tensor | None = None) -> torch.Tensor:
         """Apply the block; ``temb`` is required when the block was built with ``temb_channels``."""
-        h = self.norm1(self.conv1(x))
+        view = (x.shape[0], -1, *([1] * (x.ndim - 2)))
+        # GroupNorm affine and time scale-shift folded into one per-(sample, channel) affine map:
+        # (n * w + b) * (1 + s) + t = n * (w * (1 + s)) + (b * (1 + s) + t)
+        scale, shift = self.norm1.weight.expand(x.shape[0], -1), self.norm1.bias.expand(x.shape[0], -1)
         if self.time_proj is not None:
             if temb is None:
                 raise ValueError("TimeResBlock: this block was built with temb_channels, so temb is required.")
-            scale, shift = self.time_proj(F.silu(temb)).chunk(2, dim=1)
-            view = (*scale.shape, *([1] * (x.ndim - 2)))
-            h = h * (1 + scale.reshape(view)) + shift.reshape(view)
-        h = F.silu(h)
-        h = F.silu(self.norm2(self.conv2(h)))
-        return h + self.skip(x)
+            s, t = self.time_proj(F.silu(temb)).chunk(2, dim=1)
+            scale, shift = scale * (1 + s), shift * (1 + s) + t
+        h = F.group_norm(self.conv1(x), self.norm1.num_groups, eps=self.norm1.eps)
+        h = silu_(scale_shift_(h, scale.reshape(view), shift.reshape(view)))
+        h = self.norm2(self.conv2(h))
+        return add_(silu_(h), self.skip(x))

@@ -1,3 +1,6 @@
 from __future__ import annotations
 
-__all__: list[str] = []
+from .array import BoundaryDistanceWeight
+from .dictionary import BoundaryDistanceWeightd
+
+__all__ = ["BoundaryDistanceWeight", "BoundaryDistanceWeightd"]

@@ -1,3 +1,6 @@
 from __future__ import annotations
 
-__all__: list[str] = []
+from .array import LoadSlice
+from .dictionary import LoadSliced
+
+__all__ = ["LoadSlice", "LoadSliced"]

@@ -1,0 +1,405 @@
+"""Medical Segmentation Decathlon / nnU-Net folder layout -> MONAI datalist of 2D slices, and the layout writer.
+
+A dataset folder holds ``imagesTr/`` and ``labelsTr/`` (optionally ``imagesTs/`` and ``labelsTs/``) with matching
+file names; an image may carry nnU-Net's ``_0000`` channel suffix (``case_0000.tif`` <-> ``case.tif``). Files are 2D
+images or (Z, Y, X) stacks, which the 2D methods treat as stacks of slices. Everything is validated before training
+starts, so a bad file fails in seconds with its name in the message rather than hours into a run.
+
+The module also holds the small helpers the dataset scripts share (``write_layout``, ``write_dataset_json``,
+``download_file``, ``sha256sum``): logic lives in the package, not in ``scripts/``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import tempfile
+import urllib.request
+from collections.abc import Sequence
+
+import numpy as np
+
+from .readers import ImageReadError, read_image, supported_extensions, write_image
+
+__all__ = [
+    "DatasetError",
+    "segmentation_datalist",
+    "single_file_datalist",
+    "write_layout",
+    "write_dataset_json",
+    "download_file",
+    "sha256sum",
+]
+
+logger = logging.getLogger(__name__)
+
+_CHANNEL_SUFFIX = "_0000"
+
+
+class DatasetError(ValueError):
+    """A dataset folder or file is unusable; the message names the file and the problem."""
+
+
+def _natural_key(name: str) -> list:
+    """Sort key that orders ``case2`` before ``case10``."""
+    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]
+
+
+def _strip_extension(filename: str) -> str | None:
+    """File name without its supported extension (``a.nii.gz`` -> ``a``), None for unsupported files."""
+    lower = filename.lower()
+    for ext in sorted(supported_extensions(), key=len, reverse=True):
+        if lower.endswith(ext):
+            return filename[: -len(ext)]
+    return None
+
+
+def _parse_slices(slices: Sequence[int] | str | None) -> tuple[int, ...] | None:
+    """``"0-23"`` / ``"0,2,5-7"`` / ``[0, 1]`` -> sorted unique indices; None keeps every slice."""
+    if slices is None:
+        return None
+    if isinstance(slices, str):
+        out: list[int] = []
+        for part in slices.replace(" ", "").split(","):
+            match = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
+            if match is None:
+                raise ValueError(
+                    f"segmentation_datalist: slices={slices!r} is not a list of indices or ranges like '0-23' or '0,2,5-7'."
+                )
+            start, stop = int(match.group(1)), int(match.group(2) or match.group(1))
+            if stop < start:
+                raise ValueError(f"segmentation_datalist: slices range {part!r} runs backwards.")
+            out.extend(range(start, stop + 1))
+        return tuple(sorted(set(out)))
+    values = list(slices)
+    if not values or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 0 for v in values):
+        raise ValueError(f"segmentation_datalist: slices={slices!r} must hold non-negative ints.")
+    return tuple(sorted({int(v) for v in values}))
+
+
+def _list_images(folder: str) -> dict[str, str]:
+    """Map file stem -> file name for the supported, non-hidden files of ``folder``."""
+    found: dict[str, str] = {}
+    for filename in sorted(os.listdir(folder), key=_natural_key):
+        stem = _strip_extension(filename)
+        if filename.startswith(".") or stem is None or not os.path.isfile(os.path.join(folder, filename)):
+            continue
+        if stem in found:
+            raise DatasetError(
+                f"segmentation_datalist: {os.path.join(folder, found[stem])!r} and {filename!r} have the same name "
+                f"{stem!r}; keep one."
+            )
+        found[stem] = filename
+    return found
+
+
+def _read(path: str, what: str) -> np.ndarray:
+    try:
+        return read_image(path)
+    except ImageReadError as err:
+        raise DatasetError(f"segmentation_datalist: cannot use {what} {path!r}: {err}") from err
+
+
+def _check_label_values(label: np.ndarray, path: str, num_classes: int) -> None:
+    values = np.unique(label)
+    if np.issubdtype(values.dtype, np.floating) and not np.all(values == np.round(values)):
+        raise DatasetError(
+            f"segmentation_datalist: label {path!r} holds non-integer values {values[:10].tolist()}; "
+            f"expected class indices 0..{num_classes - 1}."
+        )
+    allowed = set(range(num_classes))
+    present = {int(v) for v in values}
+    if present <= allowed or (num_classes == 2 and present <= {0, 255}):
+        return
+    bad = sorted(present - allowed)
+    raise DatasetError(
+        f"segmentation_datalist: label {path!r} has values {bad[:20]} outside the expected range "
+        f"0..{num_classes - 1} (num_classes={num_classes})"
+        + ("; binary masks may also be saved as 0/255." if num_classes == 2 else ".")
+    )
+
+
+def _slice_entries(image: np.ndarray, path: str, keep: tuple[int, ...] | None) -> list[tuple[int, int]]:
+    """(slice index, number of slices) pairs of one file; the ``keep`` filter applies to stacks only."""
+    if image.ndim == 2:
+        return [(0, 1)]
+    depth = image.shape[0]
+    if keep is None:
+        return [(z, depth) for z in range(depth)]
+    outside = [z for z in keep if z >= depth]
+    if outside:
+        raise DatasetError(
+            f"segmentation_datalist: slices {outside} requested but {path!r} has only {depth} slices (0..{depth - 1})."
+        )
+    return [(z, depth) for z in keep]
+
+
+def segmentation_datalist(
+    dataset_dir: str | os.PathLike,
+    split: str = "Tr",
+    num_classes: int = 2,
+    require_labels: bool = True,
+    slices: Sequence[int] | str | None = None,
+) -> list[dict]:
+    """List the 2D slices of an MSD / nnU-Net dataset folder as MONAI datalist entries, validating every file.
+
+    Args:
+        dataset_dir: folder holding ``images<split>/`` and ``labels<split>/``.
+        split: folder suffix, default ``"Tr"``; ``"Ts"`` for the test set.
+        num_classes: number of classes including background, default 2; labels must lie in 0..num_classes-1
+            (for 2 classes, masks saved as exactly {0, 255} are accepted too; ``LoadSlice`` maps them to 0/1).
+        require_labels: default True: every image needs a label. False (inference): images without a label are
+            listed without a ``"label"`` key; labels that do exist are still validated and listed.
+        slices: keep only these slice indices of every (Z, Y, X) stack: a list, or a string like ``"0-23"`` or
+            ``"0,2,5-7"``; default None keeps all. 2D files are kept as they are.
+
+    Returns:
+        one dict per 2D slice, in natural file-name order then slice order: ``{"image": abs_path, "label":
+        abs_path, "slice": z, "num_slices": Z, "name": case name}`` (2D files: slice 0, num_slices 1; the name drops
+        the extension and nnU-Net's ``_0000`` suffix).
+
+    Raises:
+        DatasetError: missing or empty ``images<split>`` folder, an image without label (when required), a label
+            without image, an unreadable file, NaN/inf in an image, image/label shape mismatch, label values
+            outside the classes, or no slice left after the ``slices`` filter.
+        ValueError: invalid ``num_classes`` or ``slices``.
+
+    Example:
+        >>> train = segmentation_datalist("data/isbi_mito", "Tr", num_classes=2, slices="0-23")
+        >>> train[0]["slice"], train[0]["num_slices"]
+        (0, 30)
+    """
+    if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or num_classes < 2:
+        raise ValueError(f"segmentation_datalist: num_classes must be an int >= 2, got {num_classes!r}.")
+    keep = _parse_slices(slices)
+    root = os.path.abspath(os.fspath(dataset_dir))
+    image_dir, label_dir = os.path.join(root, f"images{split}"), os.path.join(root, f"labels{split}")
+    if not os.path.isdir(image_dir):
+        raise DatasetError(f"segmentation_datalist: missing folder {image_dir!r} (expected images{split}/ in {root!r}).")
+    images = _list_images(image_dir)
+    if not images:
+        raise DatasetError(
+            f"segmentation_datalist: empty dataset folder {image_dir!r}: no files with a supported extension "
+            f"({', '.join(supported_extensions())})."
+        )
+    labels = _list_images(label_dir) if os.path.isdir(label_dir) else {}
+    if require_labels and not os.path.isdir(label_dir):
+        raise DatasetError(f"segmentation_datalist: missing folder {label_dir!r} (require_labels=True).")
+
+    cases: dict[str, str] = {}
+    for stem in images:
+        case = stem[: -len(_CHANNEL_SUFFIX)] if stem.endswith(_CHANNEL_SUFFIX) and stem not in labels else stem
+        if case in cases:
+            raise DatasetError(
+                f"segmentation_datalist: images {images[cases[case]]!r} and {images[stem]!r} in {image_dir!r} both "
+                f"map to case {case!r} (multi-channel nnU-Net inputs are not supported)."
+            )
+        cases[case] = stem
+    orphans = sorted(set(labels) - set(cases), key=_natural_key)
+    if orphans:
+        raise DatasetError(
+            f"segmentation_datalist: label {os.path.join(label_dir, labels[orphans[0]])!r} has no matching image in "
+            f"{image_dir!r}" + (f" ({len(orphans)} labels without image)." if len(orphans) > 1 else ".")
+        )
+
+    entries: list[dict] = []
+    for case, stem in cases.items():
+        image_path = os.path.join(image_dir, images[stem])
+        if case not in labels and require_labels:
+            raise DatasetError(
+                f"segmentation_datalist: image {image_path!r} has no label in {label_dir!r} (expected "
+                f"{case}.<ext>)."
+            )
+        image = _read(image_path, "image")
+        label_path = os.path.join(label_dir, labels[case]) if case in labels else None
+        if label_path is not None:
+            label = _read(label_path, "label")
+            if label.shape != image.shape:
+                raise DatasetError(
+                    f"segmentation_datalist: image {image_path!r} has shape {image.shape} but label {label_path!r} "
+                    f"has shape {label.shape}."
+                )
+            _check_label_values(label, label_path, int(num_classes))
+        for z, depth in _slice_entries(image, image_path, keep):
+            entry = {"image": image_path, "slice": z, "num_slices": depth, "name": case}
+            if label_path is not None:
+                entry["label"] = label_path
+            entries.append(entry)
+    if not entries:
+        raise DatasetError(f"segmentation_datalist: no slices left in {image_dir!r} after slices={slices!r}.")
+    return entries
+
+
+def single_file_datalist(path: str | os.PathLike, num_classes: int = 2) -> list[dict]:
+    """Datalist entries (no labels) for every 2D slice of one input file, e.g. an inference ``--input``.
+
+    Args:
+        path: a 2D image or (Z, Y, X) stack in any format of :func:`~emdiff_components.data.read_image`.
+        num_classes: accepted (and checked to be >= 2) so that configs can pass the same arguments as to
+            :func:`segmentation_datalist`; without labels it has no effect.
+
+    Returns:
+        ``[{"image": abs_path, "slice": z, "num_slices": Z, "name": stem}, ...]``.
+
+    Raises:
+        DatasetError: the file is missing, unreadable or holds NaN/inf.
+    """
+    if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or num_classes < 2:
+        raise ValueError(f"single_file_datalist: num_classes must be an int >= 2, got {num_classes!r}.")
+    image_path = os.path.abspath(os.fspath(path))
+    name = _strip_extension(os.path.basename(image_path))
+    if name is None:
+        raise DatasetError(
+            f"single_file_datalist: unsupported file {image_path!r}; supported extensions: "
+            f"{', '.join(supported_extensions())}."
+        )
+    try:
+        image = read_image(image_path)
+    except ImageReadError as err:
+        raise DatasetError(f"single_file_datalist: cannot use image {image_path!r}: {err}") from err
+    return [
+        {"image": image_path, "slice": z, "num_slices": depth, "name": name}
+        for z, depth in _slice_entries(image, image_path, None)
+    ]
+
+
+def write_layout(
+    out_dir: str | os.PathLike, split: str, name: str, image: np.ndarray, label: np.ndarray | None = None
+) -> tuple[str, str | None]:
+    """Write one case into the layout as TIFF: ``images<split>/<name>.tif`` and ``labels<split>/<name>.tif``.
+
+    Args:
+        out_dir: dataset folder (created if needed).
+        split: ``"Tr"`` or ``"Ts"`` (any suffix is allowed).
+        name: case name, without extension.
+        image: (Y, X) or (Z, Y, X) array.
+        label: same shape as ``image`` (class indices), or None for an unlabelled case.
+
+    Returns:
+        (image path, label path or None).
+
+    Raises:
+        ValueError: empty name or image / label shape mismatch.
+    """
+    if not name or os.sep in name or name.startswith("."):
+        raise ValueError(f"write_layout: name must be a plain, non-hidden file name, got {name!r}.")
+    image = np.asarray(image)
+    if label is not None and np.shape(label) != image.shape:
+        raise ValueError(f"write_layout: image shape {image.shape} and label shape {np.shape(label)} differ ({name}).")
+    image_path = os.path.join(os.fspath(out_dir), f"images{split}", f"{name}.tif")
+    write_image(image_path, image)
+    label_path = None
+    if label is not None:
+        label_path = os.path.join(os.fspath(out_dir), f"labels{split}", f"{name}.tif")
+        write_image(label_path, np.asarray(label))
+    return image_path, label_path
+
+
+def write_dataset_json(
+    out_dir: str | os.PathLike,
+    name: str,
+    labels: dict[str, int],
+    description: str = "",
+    reference: str = "",
+    licence: str = "",
+) -> str:
+    """Write an MSD-style ``dataset.json`` listing the cases present in ``imagesTr``/``imagesTs`` (written last,
+    so its presence marks a complete conversion).
+
+    Args:
+        out_dir: dataset folder.
+        name: dataset name.
+        labels: class name -> index, e.g. ``{"background": 0, "mitochondria": 1}``.
+        description: free text (origin, processing).
+        reference: citation.
+        licence: licence / terms of use.
+
+    Returns:
+        path of the written file.
+    """
+    root = os.fspath(out_dir)
+    doc = {
+        "name": name,
+        "description": description,
+        "reference": reference,
+        "licence": licence,
+        "tensorImageSize": "3D",
+        "modality": {"0": "EM"},
+        "labels": {str(v): k for k, v in sorted(labels.items(), key=lambda kv: kv[1])},
+    }
+    for split, key in (("Tr", "training"), ("Ts", "test")):
+        folder = os.path.join(root, f"images{split}")
+        files = sorted(os.listdir(folder), key=_natural_key) if os.path.isdir(folder) else []
+        cases = [f for f in files if not f.startswith(".") and _strip_extension(f) is not None]
+        doc[f"num{key.capitalize()}"] = len(cases)
+        doc[key] = [
+            {"image": f"./images{split}/{f}", "label": f"./labels{split}/{f}"}
+            if os.path.exists(os.path.join(root, f"labels{split}", f))
+            else f"./images{split}/{f}"
+            for f in cases
+        ]
+    path = os.path.join(root, "dataset.json")
+    fd, tmp = tempfile.mkstemp(prefix=".dataset.json.", dir=root)
+    with os.fdopen(fd, "w") as handle:
+        json.dump(doc, handle, indent=2)
+    os.replace(tmp, path)
+    return path
+
+
+def sha256sum(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(chunk_size), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def download_file(url: str, dest: str | os.PathLike, sha256: str | None = None, timeout: float = 60.0) -> str:
+    """Download ``url`` to ``dest`` with logged progress, then check its SHA-256.
+
+    The download goes to ``dest + ".part"`` and is renamed only after the checksum matched, so a killed or corrupt
+    download never looks complete. An existing ``dest`` with the right checksum is reused.
+
+    Args:
+        url: http(s) address.
+        dest: destination file.
+        sha256: expected hex digest; None computes and logs it (verify later with the logged value).
+        timeout: socket timeout in seconds, default 60.
+
+    Returns:
+        ``dest`` as a string.
+
+    Raises:
+        ValueError: checksum mismatch (the message gives both digests).
+        OSError / urllib.error.URLError: the download failed.
+    """
+    dest = os.fspath(dest)
+    if os.path.isfile(dest) and sha256 is not None and sha256sum(dest) == sha256.lower():
+        logger.info("using existing %s (checksum ok)", dest)
+        return dest
+    os.makedirs(os.path.dirname(os.path.abspath(dest)), exist_ok=True)
+    part = dest + ".part"
+    logger.info("downloading %s -> %s", url, dest)
+    with urllib.request.urlopen(url, timeout=timeout) as response, open(part, "wb") as handle:  # noqa: S310
+        total = int(response.headers.get("Content-Length") or 0)
+        done, next_report = 0, 0.0
+        for chunk in iter(lambda: response.read(1 << 20), b""):
+            handle.write(chunk)
+            done += len(chunk)
+            fraction = done / total if total else 0.0
+            if total and fraction >= next_report:
+                logger.info("  %5.1f %% of %.1f MB", 100 * fraction, total / 1e6)
+                next_report += 0.05
+            elif not total and done % (100 << 20) < len(chunk):
+                logger.info("  %.0f MB", done / 1e6)
+    digest = sha256sum(part)
+    logger.info("SHA-256 of %s: %s", dest, digest)
+    if sha256 is not None and digest != sha256.lower():
+        os.remove(part)
+        raise ValueError(f"download_file: SHA-256 of {url} is {digest}, expected {sha256.lower()}; file removed.")
+    os.replace(part, dest)
+    return dest

@@ -1,0 +1,218 @@
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+
+import numpy as np
+import pytest
+from parameterized import parameterized
+
+from emdiff_components.data import (
+    DatasetError,
+    download_file,
+    read_image,
+    segmentation_datalist,
+    sha256sum,
+    single_file_datalist,
+    write_dataset_json,
+    write_image,
+    write_layout,
+)
+
+
+def _png_layout(root, names=("case2", "case10", "case1"), label_values=(0, 1)):
+    """2D PNG layout; names deliberately out of natural order."""
+    for i, name in enumerate(names):
+        write_image(os.path.join(root, "imagesTr", f"{name}.png"), np.full((6, 8), 10 * i, np.uint8))
+        label = np.zeros((6, 8), np.uint8)
+        label[:3] = label_values[-1]
+        write_image(os.path.join(root, "labelsTr", f"{name}.png"), label)
+
+
+def _stack_layout(root, depth=3):
+    write_image(os.path.join(root, "imagesTr", "vol_0000.tif"), np.zeros((depth, 6, 8), np.uint8))
+    write_image(os.path.join(root, "labelsTr", "vol.tif"), np.ones((depth, 6, 8), np.uint8))
+
+
+# (case name, slices argument, kept slice indices of a 5-slice stack)
+SLICE_CASES = [
+    ("none", None, [0, 1, 2, 3, 4]),
+    ("range", "1-3", [1, 2, 3]),
+    ("mixed", "0, 3-4", [0, 3, 4]),
+    ("list", [4, 0, 4], [0, 4]),
+    ("single", "2", [2]),
+]
+
+def _missing_label(root):
+    write_image(os.path.join(root, "imagesTr", "a.png"), np.zeros((4, 4), np.uint8))
+    os.makedirs(os.path.join(root, "labelsTr"))
+
+
+def _label_without_image(root):
+    _png_layout(root, names=("a",))
+    write_image(os.path.join(root, "labelsTr", "b.png"), np.zeros((6, 8), np.uint8))
+
+
+def _unreadable(root):
+    _png_layout(root, names=("a",))
+    with open(os.path.join(root, "imagesTr", "a.png"), "wb") as handle:
+        handle.write(b"garbage")
+
+
+def _nan_image(root):
+    write_image(os.path.join(root, "imagesTr", "a.npy"), np.array([[np.nan, 0.0], [0.0, 0.0]]))
+    write_image(os.path.join(root, "labelsTr", "a.npy"), np.zeros((2, 2), np.uint8))
+
+
+# (case name, writer(root), slices argument, fragment of the DatasetError message)
+ERROR_CASES = [
+    ("missing_folder", lambda root: None, None, "missing folder"),
+    ("empty_folder", lambda root: os.makedirs(os.path.join(root, "imagesTr")), None, "empty dataset folder"),
+    ("missing_label", _missing_label, None, "a.png' has no label"),
+    ("label_without_image", _label_without_image, None, "b.png' has no matching image"),
+    ("unreadable", _unreadable, None, "cannot use image .*a.png"),
+    ("nan_image", _nan_image, None, "a.npy' holds 1 NaN"),
+    ("out_of_range_slices", _stack_layout, "0-3", "vol_0000.tif' has only 3 slices"),
+]
+
+
+class TestSegmentationDatalist:
+    def test_png_entries_and_order(self):
+        with tempfile.TemporaryDirectory() as root:
+            _png_layout(root)
+            entries = segmentation_datalist(root)
+        assert [e["name"] for e in entries] == ["case1", "case2", "case10"]
+        first = entries[0]
+        assert first == {
+            "image": os.path.join(os.path.abspath(root), "imagesTr", "case1.png"),
+            "label": os.path.join(os.path.abspath(root), "labelsTr", "case1.png"),
+            "slice": 0,
+            "num_slices": 1,
+            "name": "case1",
+        }
+
+    def test_stack_with_nnunet_suffix(self):
+        with tempfile.TemporaryDirectory() as root:
+            _stack_layout(root)
+            entries = segmentation_datalist(root)
+        assert [(e["slice"], e["num_slices"], e["name"]) for e in entries] == [(0, 3, "vol"), (1, 3, "vol"), (2, 3, "vol")]
+        assert entries[0]["image"].endswith("vol_0000.tif") and entries[0]["label"].endswith("vol.tif")
+
+    @parameterized.expand(SLICE_CASES)
+    def test_slices_filter(self, _, slices, expected):
+        with tempfile.TemporaryDirectory() as root:
+            _stack_layout(root, depth=5)
+            _png_layout(root, names=("flat",))  # 2D files are not stacks: the filter leaves them alone
+            entries = segmentation_datalist(root, slices=slices)
+        assert [e["slice"] for e in entries if e["name"] == "vol"] == expected
+        assert [e["slice"] for e in entries if e["name"] == "flat"] == [0]
+
+    def test_binary_0_255_accepted_and_multiclass(self):
+        with tempfile.TemporaryDirectory() as root:
+            _png_layout(root, names=("a",), label_values=(0, 255))
+            assert len(segmentation_datalist(root, num_classes=2)) == 1
+            with pytest.raises(DatasetError, match=r"values \[255\] outside the expected range 0\.\.2"):
+                segmentation_datalist(root, num_classes=3)
+
+    def test_ts_split_without_labels(self):
+        with tempfile.TemporaryDirectory() as root:
+            write_image(os.path.join(root, "imagesTs", "t.tif"), np.zeros((2, 4, 4), np.float32))
+            entries = segmentation_datalist(root, split="Ts", require_labels=False)
+            assert [("label" in e, e["slice"]) for e in entries] == [(False, 0), (False, 1)]
+            with pytest.raises(DatasetError, match="labelsTs"):
+                segmentation_datalist(root, split="Ts")
+
+    @parameterized.expand(ERROR_CASES)
+    def test_dataset_errors(self, _, writer, slices, fragment):
+        with tempfile.TemporaryDirectory() as root:
+            writer(root)
+            with pytest.raises(DatasetError, match=fragment):
+                segmentation_datalist(root, slices=slices)
+
+    def test_shape_mismatch_names_both_shapes(self):
+        with tempfile.TemporaryDirectory() as root:
+            write_image(os.path.join(root, "imagesTr", "a.tif"), np.zeros((3, 6, 8), np.uint8))
+            write_image(os.path.join(root, "labelsTr", "a.tif"), np.zeros((3, 6, 7), np.uint8))
+            with pytest.raises(DatasetError, match=r"a\.tif' has shape \(3, 6, 8\) but label .*a\.tif' has shape \(3, 6, 7\)"):
+                segmentation_datalist(root)
+
+    def test_label_values_outside_classes(self):
+        with tempfile.TemporaryDirectory() as root:
+            _png_layout(root, names=("a",), label_values=(0, 7))
+            with pytest.raises(DatasetError, match=r"labelsTr/a\.png' has values \[7\] outside the expected range 0\.\.1"):
+                segmentation_datalist(root)
+            assert segmentation_datalist(root, num_classes=8)[0]["name"] == "a"
+
+    @parameterized.expand([("zero_classes", {"num_classes": 1}), ("bad_slices", {"slices": "3-1"}), ("junk", {"slices": "a"})])
+    def test_bad_arguments(self, _, kwargs):
+        with tempfile.TemporaryDirectory() as root:
+            _png_layout(root)
+            with pytest.raises(ValueError, match="segmentation_datalist"):
+                segmentation_datalist(root, **kwargs)
+
+
+class TestDatasetError:
+    def test_is_value_error_with_path(self):
+        assert issubclass(DatasetError, ValueError)
+        with tempfile.TemporaryDirectory() as root:
+            with pytest.raises(ValueError, match=os.path.join(os.path.abspath(root), "imagesTr")):
+                segmentation_datalist(root)
+
+
+class TestSingleFileDatalist:
+    def test_entries(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "in.nii.gz")
+            write_image(path, np.zeros((2, 4, 5), np.float32))
+            entries = single_file_datalist(path)
+        assert entries == [
+            {"image": path, "slice": 0, "num_slices": 2, "name": "in"},
+            {"image": path, "slice": 1, "num_slices": 2, "name": "in"},
+        ]
+
+    def test_errors(self):
+        with pytest.raises(DatasetError, match="does not exist"):
+            single_file_datalist("/nonexistent/in.tif")
+        with pytest.raises(DatasetError, match="unsupported file"):
+            single_file_datalist("/nonexistent/in.xyz")
+
+
+class TestWriteLayout:
+    def test_round_trip_and_dataset_json(self):
+        image = np.arange(2 * 5 * 6, dtype=np.uint8).reshape(2, 5, 6)
+        label = (image % 3 == 0).astype(np.uint8)
+        with tempfile.TemporaryDirectory() as root:
+            image_path, label_path = write_layout(root, "Tr", "v", image, label)
+            write_layout(root, "Ts", "w", image[:1])
+            np.testing.assert_array_equal(read_image(image_path), image)
+            np.testing.assert_array_equal(read_image(label_path), label)
+            doc = json.load(open(write_dataset_json(root, "toy", {"background": 0, "thing": 1})))
+            entries = segmentation_datalist(root)
+        assert doc["labels"] == {"0": "background", "1": "thing"}
+        assert doc["training"] == [{"image": "./imagesTr/v.tif", "label": "./labelsTr/v.tif"}]
+        assert doc["test"] == ["./imagesTs/w.tif"] and doc["numTest"] == 1
+        assert len(entries) == 2
+
+    def test_errors(self):
+        with tempfile.TemporaryDirectory() as root:
+            with pytest.raises(ValueError, match=r"write_layout: image shape \(2, 3\) and label shape \(3, 3\)"):
+                write_layout(root, "Tr", "a", np.zeros((2, 3)), np.zeros((3, 3)))
+            with pytest.raises(ValueError, match="plain, non-hidden"):
+                write_layout(root, "Tr", ".hidden", np.zeros((2, 3)))
+
+
+class TestDownloadFile:
+    def test_file_url_and_checksum(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            src = os.path.join(tmp, "src.bin")
+            with open(src, "wb") as handle:
+                handle.write(b"abc")
+            # SHA-256("abc"), a published test vector (FIPS 180-2)
+            digest = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+            assert sha256sum(src) == digest
+            dest = download_file("file://" + src, os.path.join(tmp, "out", "dest.bin"), sha256=digest)
+            assert open(dest, "rb").read() == b"abc"
+            with pytest.raises(ValueError, match="expected 0000"):
+                download_file("file://" + src, os.path.join(tmp, "bad.bin"), sha256="0" * 64)
+            assert not os.path.exists(os.path.join(tmp, "bad.bin")) and not os.path.exists(os.path.join(tmp, "bad.bin.part"))

@@ -1,0 +1,71 @@
+from __future__ import annotations
+
+import tempfile
+import unittest
+from pathlib import Path
+from types import SimpleNamespace
+
+import cv2
+import numpy as np
+import tifffile
+import torch
+
+from emdiff_components.engines import SegmentationFigure, SegmentationWriter, label_to_rgb, save_panel_figure
+
+
+def fake_engine(batch, output):
+    return SimpleNamespace(state=SimpleNamespace(batch=batch, output=output, metrics={}))
+
+
+class TestSegmentationWriter(unittest.TestCase):
+    def test_stack_in_stack_out_and_2d(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            writer = SegmentationWriter(tmp)
+            slices = [np.full((1, 4, 5), z, dtype=np.int64) for z in range(3)]
+            for z in (2, 0, 1):  # slices may arrive in any order
+                item = {"name": "vol", "slice": z, "num_slices": 3, "image_path": "/data/vol.tif"}
+                writer.update(fake_engine([item], [{"pred": torch.as_tensor(slices[z])}]))
+                self.assertEqual(Path(tmp, "vol.tif").exists(), z == 1)  # written only when complete
+            stack = tifffile.imread(Path(tmp, "vol.tif"))
+            self.assertEqual(stack.shape, (3, 4, 5))
+            np.testing.assert_array_equal(stack[:, 0, 0], [0, 1, 2])
+            item = {"name": "img", "slice": 0, "num_slices": 1, "image_path": "/data/img.png"}
+            writer.update(fake_engine([item], [{"pred": torch.ones(1, 4, 5, dtype=torch.long)}]))
+            png = cv2.imread(str(Path(tmp, "img.png")), cv2.IMREAD_UNCHANGED)
+            self.assertEqual(png.shape, (4, 5))
+            self.assertEqual(int(png.max()), 1)
+
+    def test_missing_slices_raise(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            writer = SegmentationWriter(tmp)
+            item = {"name": "vol", "slice": 0, "num_slices": 2, "image_path": "/data/vol.tif"}
+            writer.update(fake_engine([item], [{"pred": torch.zeros(1, 2, 2)}]))
+            with self.assertRaisesRegex(RuntimeError, "vol"):
+                writer.check_complete()
+            self.assertFalse(Path(tmp, "vol.tif").exists())
+
+
+class TestSegmentationFigure(unittest.TestCase):
+    def test_figure_panels(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            fig = SegmentationFigure(Path(tmp) / "fig.png", num_samples=2)
+            image = torch.linspace(-1, 1, 64).reshape(1, 8, 8)
+            label = torch.zeros(1, 8, 8, dtype=torch.long)
+            label[0, :4] = 1
+            for _ in range(3):
+                fig.update(fake_engine([{"image": image}], [{"label": label, "pred": label}]))
+            self.assertEqual(len(fig.rows), 2)
+            path = fig.write()
+            picture = cv2.imread(path)
+            self.assertEqual(picture.shape[0], 28 + 2 * (8 + 4))  # title bar + two rows with gaps
+            self.assertEqual(picture.shape[1], 3 * (8 + 4))
+            # truth panel, first row, top-left pixel is class 1 in the palette colour (BGR on disk)
+            np.testing.assert_array_equal(picture[28, 12], label_to_rgb(np.array(1))[::-1])
+
+    def test_bad_rows(self):
+        with self.assertRaisesRegex(ValueError, "panel"):
+            save_panel_figure("x.png", [[np.zeros((2, 2))]], ["a", "b"], ["image", "label"])
+
+
+if __name__ == "__main__":
+    unittest.main()
