@@ -169,7 +169,9 @@ def main(argv: Sequence[str] | None = None) -> str:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("name", choices=DATASETS)
     parser.add_argument("--out", required=True, help="output dataset folder")
-    parser.add_argument("--shared", default=None, help="shared data folder (default: $EMDIFF_SHARED_DATA or ../shared/data)")
+    parser.add_argument(
+        "--shared", default=None, help="shared data folder (default: $EMDIFF_SHARED_DATA or ../shared/data)"
+    )
     parser.add_argument("--classes", default=None, help="epfl only: comma-separated class folders, in paint order")
     args = parser.parse_args(argv)
     return convert(args.name, args.out, args.shared, args.classes)

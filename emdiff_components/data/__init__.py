@@ -13,6 +13,7 @@ from .layout import (
     write_layout,
 )
 from .readers import ImageReadError, read_image, read_voxel_size, supported_extensions, write_image
+from .splits import holdout_split
 
 __all__ = [
     "make_demo_dataset",
@@ -28,4 +29,5 @@ __all__ = [
     "read_voxel_size",
     "supported_extensions",
     "write_image",
+    "holdout_split",
 ]

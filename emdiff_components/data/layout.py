@@ -67,7 +67,8 @@ def _parse_slices(slices: Sequence[int] | str | None) -> tuple[int, ...] | None:
             match = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
             if match is None:
                 raise ValueError(
-                    f"segmentation_datalist: slices={slices!r} is not a list of indices or ranges like '0-23' or '0,2,5-7'."
+                    f"segmentation_datalist: slices={slices!r} is not a list of indices or ranges like '0-23' or "
+                    "'0,2,5-7'."
                 )
             start, stop = int(match.group(1)), int(match.group(2) or match.group(1))
             if stop < start:
@@ -178,7 +179,9 @@ def segmentation_datalist(
     root = os.path.abspath(os.fspath(dataset_dir))
     image_dir, label_dir = os.path.join(root, f"images{split}"), os.path.join(root, f"labels{split}")
     if not os.path.isdir(image_dir):
-        raise DatasetError(f"segmentation_datalist: missing folder {image_dir!r} (expected images{split}/ in {root!r}).")
+        raise DatasetError(
+            f"segmentation_datalist: missing folder {image_dir!r} (expected images{split}/ in {root!r})."
+        )
     images = _list_images(image_dir)
     if not images:
         raise DatasetError(
@@ -250,7 +253,9 @@ def single_file_datalist(path: str | os.PathLike, num_classes: int = 2) -> list[
     if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or num_classes < 2:
         raise ValueError(f"single_file_datalist: num_classes must be an int >= 2, got {num_classes!r}.")
     image_path = os.path.abspath(os.fspath(path))
-    name = _strip_extension(os.path.basename(image_path))
+    # HDF5 inputs may name a dataset (``file.h5:/group/raw``): the case name comes from the file part
+    file_part = re.split(r"(?<=\.h5):|(?<=\.hdf5):", image_path, maxsplit=1, flags=re.IGNORECASE)[0]
+    name = _strip_extension(os.path.basename(file_part))
     if name is None:
         raise DatasetError(
             f"single_file_datalist: unsupported file {image_path!r}; supported extensions: "

@@ -35,6 +35,7 @@ _UNIT_TO_NM = {
     "um": 1e3,
     "µm": 1e3,
     "\u03bcm": 1e3,
+    "\\u00b5m": 1e3,  # ImageJ sometimes stores the micro sign escaped
     "micron": 1e3,
     "microns": 1e3,
     "micrometer": 1e3,
@@ -95,7 +96,8 @@ def _tiff_write(path: str, array: np.ndarray, key: str | None) -> None:
 def _tiff_voxel_size(path: str, key: str | None) -> tuple[float, ...] | None:
     with tifffile.TiffFile(path) as tif:
         page = tif.pages[0]
-        ndim = len([s for s in tif.series[0].shape if s != 1])
+        series = tif.series[0]
+        ndim = len([n for n, axis in zip(series.shape, series.axes) if n != 1 and axis != "S"])
         meta = tif.imagej_metadata or {}
         tags = page.tags
         xres, yres = tags.get("XResolution"), tags.get("YResolution")

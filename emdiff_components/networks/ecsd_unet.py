@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Sequence
+from functools import partial
 
 import torch
 import torch.nn.functional as F
@@ -17,7 +17,6 @@ from .blocks.resnet import TimeResBlock
 
 __all__ = ["ECSDUNet"]
 
-logger = logging.getLogger(__name__)
 
 
 class _Downsample(nn.Module):
@@ -192,11 +191,11 @@ class ECSDUNet(nn.Module):
         self.final_block = TimeResBlock(2, 2 * widths[0], widths[0], temb_channels, norm_num_groups)
         self.final_conv = Convolution(2, widths[0], out_channels, kernel_size=1, conv_only=True)
 
-    def _run(self, module: Callable[..., torch.Tensor], *args: torch.Tensor | None) -> torch.Tensor:
+    def _run(self, fn: Callable[..., torch.Tensor], *args: torch.Tensor | None) -> torch.Tensor:
         # recompute in backward instead of storing activations; only worth it when a graph is being built
         if self.use_checkpointing and self.training and torch.is_grad_enabled():
-            return checkpoint(module, *args, use_reentrant=False)
-        return module(*args)
+            return checkpoint(fn, *args, use_reentrant=False)
+        return fn(*args)
 
     def _check_inputs(self, x: torch.Tensor, timesteps: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
         if x.ndim != 4 or x.shape[1] != self.in_channels:
@@ -223,19 +222,22 @@ class ECSDUNet(nn.Module):
             raise ValueError(f"ECSDUNet: timesteps must have shape ({b},), got {tuple(timesteps.shape)}.")
         return timesteps.to(x.device)
 
-    def _encode(self, encoder: _Encoder, x: torch.Tensor, temb: torch.Tensor, cond_feats: list[torch.Tensor] | None):
-        """Run one encoder; with ``cond_feats`` (main path) apply the CEMs and return (stem, skips, bottleneck)."""
-        stem = encoder.stem(x)
-        h, feats = stem, []
+    def _encode(
+        self, encoder: _Encoder, x: torch.Tensor, temb: torch.Tensor, cond_feats: list[torch.Tensor] | None
+    ) -> list[torch.Tensor]:
+        """Run one encoder; with ``cond_feats`` (main path) apply the CEMs. Returns the per-level features."""
+        h, feats = x, []
         for i, blocks in enumerate(encoder.levels):
-            for block in blocks:
+            # the stem / downsampling runs inside the first ResBlock's checkpoint, so with checkpointing its
+            # full-resolution output is recomputed in backward instead of stored
+            entry = encoder.stem if i == 0 else encoder.downs[i - 1]
+            h = self._run(partial(_entry_block, entry, blocks[0]), h, temb)
+            for block in blocks[1:]:
                 h = self._run(block, h, temb)
             if cond_feats is not None:
                 h = self._run(self.cems[i], h, cond_feats[i], temb)
             feats.append(h)
-            if i < len(encoder.downs):
-                h = encoder.downs[i](h)
-        return stem, feats
+        return feats
 
     def forward(self, x: torch.Tensor, timesteps: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
         """Predict x0 from the degraded mask ``x`` at ``timesteps`` given the image ``condition``."""
@@ -247,18 +249,33 @@ class ECSDUNet(nn.Module):
         # 1. time
         temb = self.time_embedding(timesteps)
         # 2. conditional encoder (its level features feed the CEMs and the CCAM)
-        _, cond_feats = self._encode(self.cond_encoder, condition, temb, None)
-        # 3. main encoder with a CEM per level
-        stem, skips = self._encode(self.encoder, x, temb, cond_feats)
+        cond_feats = self._encode(self.cond_encoder, condition, temb, None)
+        # 3. main encoder with a CEM per level; its level outputs are the skips
+        skips = self._encode(self.encoder, x, temb, cond_feats)
         # 4. bottleneck
         h = self._run(self.ccam, skips[-1], cond_feats[-1], temb)
-        # 5. decoder
+        # 5. decoder: upsampling and concatenation run inside the first ResBlock's checkpoint (see _encode)
         for j, blocks in enumerate(self.dec_levels):
-            if j > 0:
-                h = self.ups[j - 1](h)
-            h = torch.cat([h, skips[-1 - j]], dim=1)
-            for block in blocks:
+            up = self.ups[j - 1] if j > 0 else None
+            h = self._run(partial(_up_cat_block, up, blocks[0]), h, skips[-1 - j], temb)
+            for block in blocks[1:]:
                 h = self._run(block, h, temb)
         # 6. output
-        h = self._run(self.final_block, torch.cat([h, stem], dim=1), temb)
-        return self.final_conv(h).contiguous()
+        return self._run(self._head, h, x, temb).contiguous()
+
+    def _head(self, h: torch.Tensor, x: torch.Tensor, temb: torch.Tensor) -> torch.Tensor:
+        # the stem output is recomputed from x (a 7x7 convolution of a few channels, ~0.3 % of the forward) so that
+        # it need not be kept alive from the start of the forward pass to the end
+        h = self.final_block(torch.cat([h, self.encoder.stem(x)], dim=1), temb)
+        return self.final_conv(h)
+
+
+def _entry_block(entry: nn.Module, block: nn.Module, h: torch.Tensor, temb: torch.Tensor) -> torch.Tensor:
+    return block(entry(h), temb)
+
+
+def _up_cat_block(
+    up: nn.Module | None, block: nn.Module, h: torch.Tensor, skip: torch.Tensor, temb: torch.Tensor
+) -> torch.Tensor:
+    h = h if up is None else up(h)
+    return block(torch.cat([h, skip], dim=1), temb)

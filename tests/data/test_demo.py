@@ -40,7 +40,8 @@ class TestMakeDemoDataset:
             ]
             with open(os.path.join(root, "README.txt")) as handle:
                 first = handle.readline()
-            assert first.startswith("SYNTHETIC demo data") and "seed=0" in first and "not for measuring accuracy" in first
+            assert first.startswith("SYNTHETIC demo data") and "seed=0" in first
+            assert "not for measuring accuracy" in first
             entries = segmentation_datalist(root, num_classes=num_classes)
             assert len(entries) == 3
             for entry in entries:

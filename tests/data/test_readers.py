@@ -38,6 +38,8 @@ BAD_ARRAY_CASES = [
     ("one_dim", "line.npy", np.zeros(5), "after squeezing"),
 ]
 
+UNWRITABLE_CASES = [("png_stack", "a.png", np.zeros((2, 4, 4), np.uint8)), ("png_float", "a.png", np.zeros((4, 4)))]
+
 CORRUPT_CASES = [("png", "bad.png"), ("tif", "bad.tif"), ("nii", "bad.nii"), ("h5", "bad.h5"), ("npy", "bad.npy")]
 
 
@@ -102,25 +104,6 @@ class TestReadImage:
         assert np.abs(colour_out.astype(int) - expected).max() <= 1
         np.testing.assert_array_equal(grey_out, grey[..., 0])
 
-    def test_epfl_grey_alpha_png(self, shared_data):
-        path = shared_data / "epfl_hippocampus_6class_graphlab" / "slices" / "training0000.png"
-        out = read_image(path)
-        assert out.shape == (768, 1024) and out.dtype == np.uint8  # SOURCES.md: (768, 1024, 2) LA, channel 0
-        np.testing.assert_array_equal(out, cv2.imread(str(path), cv2.IMREAD_UNCHANGED)[..., 0])
-        assert out.min() == 40  # SOURCES.md: raw slices have min 40
-
-    @parameterized.expand([("train-volume.tif",), ("train-labels.tif",), ("train-mito.tif",)])
-    def test_isbi_stacks(self, filename):
-        shared = os.environ.get("EMDIFF_SHARED_DATA") or os.path.join(os.path.dirname(__file__), "../../../shared/data")
-        path = os.path.join(shared, "isbi2012_em", filename)
-        if not os.path.isfile(path):
-            if os.environ.get("CI") == "true":
-                pytest.fail(f"missing shared data {path}")
-            pytest.skip(f"missing shared data {path}")
-        out = read_image(path)
-        assert out.shape == (30, 512, 512) and out.dtype == np.uint8
-        np.testing.assert_array_equal(out[7], tifffile.imread(path, key=7))
-
     def test_missing_file(self):
         with pytest.raises(ImageReadError, match="does not exist"):
             read_image("/nonexistent/dir/x.tif")
@@ -159,8 +142,29 @@ class TestReadImage:
             assert read_image(path).shape == (3, 4)
 
 
+class TestReadImageSharedData:
+    @pytest.fixture(autouse=True)
+    def _shared(self, shared_data):
+        # parameterized tests cannot take fixtures as arguments; keep the path on the instance instead
+        self.shared = shared_data
+
+    def test_epfl_grey_alpha_png(self):
+        path = self.shared / "epfl_hippocampus_6class_graphlab" / "slices" / "training0000.png"
+        out = read_image(path)
+        assert out.shape == (768, 1024) and out.dtype == np.uint8  # SOURCES.md: (768, 1024, 2) LA, channel 0
+        np.testing.assert_array_equal(out, cv2.imread(str(path), cv2.IMREAD_UNCHANGED)[..., 0])
+        assert out.min() == 40  # SOURCES.md: raw slices have min 40
+
+    @parameterized.expand([("train-volume.tif",), ("train-labels.tif",), ("train-mito.tif",)])
+    def test_isbi_stacks(self, filename):
+        path = self.shared / "isbi2012_em" / filename
+        out = read_image(path)
+        assert out.shape == (30, 512, 512) and out.dtype == np.uint8
+        np.testing.assert_array_equal(out[7], tifffile.imread(path, key=7))
+
+
 class TestWriteImage:
-    @parameterized.expand([("png_stack", "a.png", np.zeros((2, 4, 4), np.uint8)), ("png_float", "a.png", np.zeros((4, 4)))])
+    @parameterized.expand(UNWRITABLE_CASES)
     def test_format_cannot_hold_array(self, _, filename, array):
         with tempfile.TemporaryDirectory() as tmp:
             with pytest.raises(ValueError, match="write_image"):

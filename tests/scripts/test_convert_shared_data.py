@@ -1,0 +1,99 @@
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from parameterized import parameterized
+
+from emdiff_components.data import read_image, segmentation_datalist
+
+_SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "convert_shared_data.py"
+_spec = importlib.util.spec_from_file_location("convert_shared_data", _SCRIPT)
+convert_shared_data = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(convert_shared_data)
+
+# (set, num_classes, Tr slices, Ts slices, in-plane shape)
+SPLIT_CASES = [
+    ("isbi_mito", 2, 24, 6, (512, 512)),
+    ("isbi_membranes", 2, 24, 6, (512, 512)),
+    ("sstem", 4, 10, 4, (512, 512)),
+    ("epfl", 2, 4, 2, (768, 1024)),
+]
+
+
+class TestConvert:
+    @pytest.fixture(autouse=True)
+    def _shared(self, shared_data):
+        # parameterized tests cannot take fixtures as arguments; keep the path on the instance instead
+        self.shared = shared_data
+
+    @parameterized.expand(SPLIT_CASES)
+    def test_split_sizes(self, name, num_classes, n_tr, n_ts, shape):
+        with tempfile.TemporaryDirectory() as tmp:
+            root = convert_shared_data.convert(name, tmp, self.shared)
+            train = segmentation_datalist(root, "Tr", num_classes=num_classes)
+            test = segmentation_datalist(root, "Ts", num_classes=num_classes)
+            assert (len(train), len(test)) == (n_tr, n_ts)
+            assert read_image(train[0]["image"]).shape == (n_tr, *shape)
+            assert json.load(open(os.path.join(root, "dataset.json")))["numTraining"] == 1
+
+    def test_isbi_mito_values(self, shared_data):
+        with tempfile.TemporaryDirectory() as tmp:
+            root = convert_shared_data.convert("isbi_mito", tmp, shared_data)
+            image = read_image(os.path.join(root, "imagesTs", "isbi2012_mito_test.tif"))
+            label = read_image(os.path.join(root, "labelsTs", "isbi2012_mito_test.tif"))
+        volume = read_image(shared_data / "isbi2012_em" / "train-volume.tif")
+        mito = read_image(shared_data / "isbi2012_em" / "train-mito.tif")
+        np.testing.assert_array_equal(image, volume[24:30])
+        np.testing.assert_array_equal(label, mito[24:30])
+        assert label.dtype == np.uint8 and set(np.unique(label).tolist()) == {0, 1}
+
+    def test_isbi_membranes_inverted(self, shared_data):
+        with tempfile.TemporaryDirectory() as tmp:
+            root = convert_shared_data.convert("isbi_membranes", tmp, shared_data)
+            label = read_image(os.path.join(root, "labelsTr", "isbi2012_membranes_train.tif"))
+        raw = read_image(shared_data / "isbi2012_em" / "train-labels.tif")[:24]
+        np.testing.assert_array_equal(label, (raw == 0).astype(np.uint8))
+        assert 0.15 < label.mean() < 0.3  # SOURCES.md: ~22 % membrane
+
+    def test_sstem_class_map(self, shared_data):
+        with tempfile.TemporaryDirectory() as tmp:
+            root = convert_shared_data.convert("sstem", tmp, shared_data)
+            label = read_image(os.path.join(root, "labelsTs", "sstem_vnc_test.tif"))
+        raw = read_image(shared_data / "sstem_drosophila_vnc_gerhard" / "labels.tif")[10:14]
+        assert label.shape == (4, 512, 512) and set(np.unique(label).tolist()) == {0, 1, 2, 3}
+        expected = {0: 1, 32: 1, 64: 1, 96: 1, 128: 1, 159: 0, 191: 2, 223: 3, 255: 0}
+        for value, cls in expected.items():
+            assert np.all(label[raw == value] == cls), value
+
+    def test_epfl_multiclass_later_wins(self, shared_data):
+        folder = shared_data / "epfl_hippocampus_6class_graphlab"
+        with tempfile.TemporaryDirectory() as tmp:
+            root = convert_shared_data.main(["epfl", "--out", tmp, "--shared", str(shared_data), "--classes",
+                                             "mitochondrion,mitochondrial_boundaries"])
+            label = read_image(os.path.join(root, "labelsTs", "epfl_test.tif"))
+            labels = json.load(open(os.path.join(root, "dataset.json")))["labels"]
+        mito = read_image(folder / "mitochondrion" / "training0045.png") > 127
+        rim = read_image(folder / "mitochondrial_boundaries" / "training0045.png") > 127
+        expected = np.where(rim, 2, np.where(mito, 1, 0))
+        np.testing.assert_array_equal(label[0], expected)
+        assert labels == {"0": "background", "1": "mitochondrion", "2": "mitochondrial_boundaries"}
+
+
+
+class TestConvertArguments:
+    @parameterized.expand([
+        ("unknown_set", ("nope",), {}, ValueError, "unknown data set"),
+        ("bad_class", ("epfl",), {"classes": "cytoplasm"}, ValueError, "epfl classes"),
+        ("classes_not_epfl", ("sstem",), {"classes": ["membranes"]}, ValueError, "applies to 'epfl' only"),
+        ("missing_shared", ("sstem",), {"shared_dir": "/nonexistent/shared"}, FileNotFoundError, "/nonexistent/shared"),
+    ])
+    def test_errors(self, _, args, kwargs, error, fragment):
+        with tempfile.TemporaryDirectory() as tmp:
+            with pytest.raises(error, match=fragment):
+                convert_shared_data.convert(args[0], tmp, **kwargs)
