@@ -36,12 +36,14 @@ class ResumableCheckpoint:
     MONAI's ``CheckpointSaver`` writes with ``atomic=False``, so a run killed while saving can leave a truncated file
     that looks complete; this handler writes ``<save_dir>/checkpoint.pt`` (every object in ``save_dict``, the trainer's
     epoch included) and, at the end, the network alone as ``<save_dir>/<final_filename>``, both through
-    :func:`atomic_save`. With ``resume=True`` a run that finds ``checkpoint.pt`` continues from its epoch.
+    :func:`atomic_save`. With ``resume=True`` a run that finds ``checkpoint.pt`` continues from its epoch. The engine the
+    handler is attached to is saved too (under ``"trainer"``), so configs need not reference the trainer from its own
+    handler list (which would be a circular reference).
 
     Args:
         save_dir: folder of the checkpoints.
         save_dict: objects with ``state_dict`` / ``load_state_dict``, e.g. ``{"model": net, "optimizer": opt,
-            "lr_scheduler": sched, "trainer": trainer}``.
+            "lr_scheduler": sched}``; the attached engine is added as ``"trainer"``.
         network_key: the entry of ``save_dict`` written alone as the final model.
         save_interval: epochs between saves.
         final_filename: file name of the final network weights.
@@ -62,7 +64,7 @@ class ResumableCheckpoint:
         if save_interval < 1:
             raise ValueError(f"ResumableCheckpoint: save_interval must be >= 1, got {save_interval}.")
         self.save_dir = Path(save_dir)
-        self.save_dict = save_dict
+        self.save_dict = dict(save_dict)
         self.network_key = network_key
         self.save_interval = save_interval
         self.final_filename = final_filename
@@ -73,6 +75,7 @@ class ResumableCheckpoint:
         return self.save_dir / "checkpoint.pt"
 
     def attach(self, engine: Engine) -> None:
+        self.save_dict.setdefault("trainer", engine)
         if self.resume:
             engine.add_event_handler(Events.STARTED, self.load)
         engine.add_event_handler(Events.EPOCH_COMPLETED(every=self.save_interval), self.save)
@@ -81,6 +84,7 @@ class ResumableCheckpoint:
     def load(self, engine: Engine | None = None) -> bool:
         if not self.checkpoint_path.is_file():
             return False
+        requested_epochs = engine.state.max_epochs if engine is not None else None
         try:
             state = torch.load(self.checkpoint_path, map_location="cpu", weights_only=False)
             Checkpoint.load_objects(to_load=self.save_dict, checkpoint=state)
@@ -88,7 +92,10 @@ class ResumableCheckpoint:
             raise CheckpointError(
                 f"cannot resume from {self.checkpoint_path}: {err}. Delete it to start afresh, or use another ckpt_dir."
             ) from err
-        logger.info("resumed from %s (epoch %s)", self.checkpoint_path, getattr(engine, "state", None) and engine.state.epoch)
+        if engine is not None and requested_epochs is not None:
+            # the saved trainer state carries the old run's max_epochs; this run's configuration decides how far to go
+            engine.state.max_epochs = max(requested_epochs, engine.state.epoch)
+            logger.info("resumed from %s at epoch %d of %d", self.checkpoint_path, engine.state.epoch, requested_epochs)
         return True
 
     def save(self, engine: Engine | None = None) -> None:

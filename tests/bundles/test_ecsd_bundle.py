@@ -70,11 +70,16 @@ def run(config, workflow_type: str, **override) -> ConfigWorkflow:
 
 class TestECSDBundleConfigs(unittest.TestCase):
     def test_properties(self):
-        for config, kind in (("train.json", "train"), ("inference.json", "infer")):
-            wf = workflow(config, kind, bundle_root=tempfile.gettempdir())
-            self.assertEqual(wf.check_properties(), [], config)
-        wf = workflow(["inference.json", "evaluate.json"], "infer", bundle_root=tempfile.gettempdir())
-        self.assertEqual(wf.check_properties(), [])
+        with tempfile.TemporaryDirectory() as tmp:
+            wf = workflow("train.json", "train", bundle_root=tmp, **FAST)
+            wf.initialize()
+            self.assertEqual(wf.check_properties(), [])
+            (Path(tmp) / "models").mkdir(exist_ok=True)
+            torch.save(wf.parser.get_parsed_content("network_def").state_dict(), Path(tmp) / "models" / "model.pt")
+            for config in ("inference.json", ["inference.json", "evaluate.json"]):
+                wf = workflow(config, "infer", bundle_root=tmp, **FAST)
+                wf.initialize()
+                self.assertEqual(wf.check_properties(), [], config)
 
     def test_shared_ids_are_identical(self):
         train = json.loads((CONFIGS / "train.json").read_text())

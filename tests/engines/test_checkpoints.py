@@ -59,7 +59,7 @@ class TestResumableCheckpoint(unittest.TestCase):
             return loss.item()
 
         trainer = Engine(step)
-        ResumableCheckpoint(tmp, {"model": net, "optimizer": opt, "trainer": trainer}).attach(trainer)
+        ResumableCheckpoint(tmp, {"model": net, "optimizer": opt}).attach(trainer)
         trainer.run(range(2), max_epochs=max_epochs)
         return net, trainer
 
@@ -72,6 +72,15 @@ class TestResumableCheckpoint(unittest.TestCase):
             for p, q in zip(full.parameters(), resumed.parameters()):
                 torch.testing.assert_close(p, q)
             self.assertTrue((Path(b) / "model.pt").is_file())
+
+    def test_longer_run_extends_a_finished_one(self):
+        with tempfile.TemporaryDirectory() as a, tempfile.TemporaryDirectory() as b:
+            full, _ = self._run(a, max_epochs=3)
+            self._run(b, max_epochs=1)  # finished a 1-epoch run; now ask for 3
+            resumed, trainer = self._run(b, max_epochs=3)
+            self.assertEqual(trainer.state.epoch, 3)
+            for p, q in zip(full.parameters(), resumed.parameters()):
+                torch.testing.assert_close(p, q)
 
     def test_corrupt_checkpoint_is_reported(self):
         with tempfile.TemporaryDirectory() as tmp:
