@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from ._inplace import add_
+from ._memory import add_, maybe_checkpoint
 from .attention import LinearCrossAttention, SoftmaxCrossAttention
 from .frequency import LearnableFourierFilter
 from .normalization import ChannelLayerNorm
@@ -38,6 +38,8 @@ class ContrastEnhancementModule(nn.Module):
         head_channels: channels per head; default 32.
         filter_grid: frequency grid of the Fourier filter maps; default ``(64, 64)``.
         spatial_dims: must be 2 (the filter is 2D); default 2.
+        use_checkpointing: while training with gradients on, recompute each of the three stages (filter + norm,
+            attention, ResBlock) in backward, sample by sample, instead of storing their activations; default False.
 
     Returns:
         ``forward(x, c, temb)`` maps ``(B, channels, H, W)``, ``(B, context_channels, H, W)`` and
@@ -59,10 +61,12 @@ class ContrastEnhancementModule(nn.Module):
         head_channels: int = 32,
         filter_grid: Sequence[int] = (64, 64),
         spatial_dims: int = 2,
+        use_checkpointing: bool = False,
     ) -> None:
         super().__init__()
         if spatial_dims != 2:
             raise ValueError(f"ContrastEnhancementModule: spatial_dims must be 2, got {spatial_dims!r}.")
+        self.use_checkpointing = bool(use_checkpointing)
         self.fourier_filter = LearnableFourierFilter(channels, filter_grid)
         self.norm = ChannelLayerNorm(channels)
         self.attention = LinearCrossAttention(channels, context_channels, heads, head_channels)
@@ -70,9 +74,16 @@ class ContrastEnhancementModule(nn.Module):
 
     def forward(self, x: torch.Tensor, c: torch.Tensor, temb: torch.Tensor | None = None) -> torch.Tensor:
         """Fuse the condition features ``c`` into ``x``."""
-        z = add_(self.norm(self.fourier_filter(x)), x)
-        z = add_(self.attention(z, c), z)
-        return self.block(z, temb)
+        ckpt = self.use_checkpointing and self.training
+        z = maybe_checkpoint(ckpt, self._enhance, x)
+        z = maybe_checkpoint(ckpt, self._attend, z, c)
+        return maybe_checkpoint(ckpt, self.block, z, temb)
+
+    def _enhance(self, x: torch.Tensor) -> torch.Tensor:
+        return add_(self.norm(self.fourier_filter(x)), x)
+
+    def _attend(self, z: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        return add_(self.attention(z, c), z)
 
 
 class _FeedForward(nn.Sequential):
@@ -109,6 +120,8 @@ class ConditionalCrossAttentionModule(nn.Module):
         heads: attention heads; default 4.
         head_channels: channels per head; default 32.
         ff_mult: hidden width factor of the feed-forward branches; default 2.
+        use_checkpointing: while training with gradients on, recompute every ResBlock, attention and feed-forward
+            branch in backward instead of storing its activations; default False.
 
     Returns:
         ``forward(x, c, temb)`` maps two ``(B, channels, h, w)`` maps and ``(B, temb_channels)`` to
@@ -128,8 +141,10 @@ class ConditionalCrossAttentionModule(nn.Module):
         heads: int = 4,
         head_channels: int = 32,
         ff_mult: int = 2,
+        use_checkpointing: bool = False,
     ) -> None:
         super().__init__()
+        self.use_checkpointing = bool(use_checkpointing)
         if not isinstance(ff_mult, int) or ff_mult < 1:
             raise ValueError(f"ConditionalCrossAttentionModule: ff_mult must be a positive int, got {ff_mult!r}.")
         self.mid1 = TimeResBlock(2, channels, channels, temb_channels, norm_num_groups)
@@ -146,9 +161,10 @@ class ConditionalCrossAttentionModule(nn.Module):
             raise ValueError(
                 f"ConditionalCrossAttentionModule: x {tuple(x.shape)} and c {tuple(c.shape)} must have the same shape."
             )
-        x = add_(self.mid1(x, temb), self.cond_mid1(c, temb))
-        x = add_(self.cross_attention(c, x), x)
-        x1 = add_(self.ff1(x), x)
-        x2 = add_(self.ff2(x), x)
-        x = add_(self.branch_attention(x2, x1), x2)
-        return self.mid2(x, temb)
+        ckpt = self.use_checkpointing and self.training
+        x = add_(maybe_checkpoint(ckpt, self.mid1, x, temb), maybe_checkpoint(ckpt, self.cond_mid1, c, temb))
+        x = add_(maybe_checkpoint(ckpt, self.cross_attention, c, x), x)
+        x1 = add_(maybe_checkpoint(ckpt, self.ff1, x), x)
+        x2 = add_(maybe_checkpoint(ckpt, self.ff2, x), x)
+        x = add_(maybe_checkpoint(ckpt, self.branch_attention, x2, x1), x2)
+        return maybe_checkpoint(ckpt, self.mid2, x, temb)

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from monai.networks.blocks import Convolution
 from torch import nn
 
-from ._inplace import add_, scale_shift_, silu_
+from ._memory import add_, scale_shift_, silu_
 
 __all__ = ["TimeResBlock"]
 

@@ -1,0 +1,43 @@
+"""House rule 11: the numbers the bundle README quotes are the config's numbers."""
+
+from __future__ import annotations
+
+import json
+import re
+import unittest
+from pathlib import Path
+
+BUNDLE = Path(__file__).resolve().parents[2] / "bundles" / "ecsd"
+SECTIONS = ["## Overview", "## Data", "## Training configuration", "## Performance", "## Bundle commands",
+            "## References", "## License"]
+
+
+def table_value(text: str, row: str) -> str:
+    match = re.search(rf"^\| {re.escape(row)} \| ([^|]+) \|", text, flags=re.MULTILINE)
+    if match is None:
+        raise AssertionError(f"README has no table row '{row}'")
+    return match.group(1).strip()
+
+
+class TestECSDReadme(unittest.TestCase):
+    def setUp(self):
+        self.readme = (BUNDLE / "docs" / "README.md").read_text()
+        self.train = json.loads((BUNDLE / "configs" / "train.json").read_text())
+
+    def test_sections_in_order(self):
+        positions = [self.readme.find(s) for s in SECTIONS]
+        self.assertNotIn(-1, positions, positions)
+        self.assertEqual(positions, sorted(positions))
+
+    def test_quoted_numbers_match_config(self):
+        self.assertEqual(int(table_value(self.readme, "epochs")), self.train["epochs"])
+        self.assertEqual(table_value(self.readme, "patch size"), " x ".join(map(str, self.train["patch_size"])))
+        self.assertEqual(int(table_value(self.readme, "batch size")), self.train["batch_size"])
+        self.assertEqual(int(table_value(self.readme, "diffusion steps T")), self.train["num_train_timesteps"])
+        steps = self.train["num_inference_steps"] or self.train["num_train_timesteps"]
+        self.assertEqual(int(table_value(self.readme, "sampler steps")), steps)
+        self.assertIn(f"width | {self.train['channels']},", self.readme)
+
+
+if __name__ == "__main__":
+    unittest.main()
