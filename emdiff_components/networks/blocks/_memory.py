@@ -31,6 +31,21 @@ def silu_(fresh: torch.Tensor) -> torch.Tensor:
     return torch.nn.functional.silu(fresh, inplace=_reuse())
 
 
+def sub_(fresh: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
+    """``fresh - other``, in place on the temporary ``fresh`` when no graph is recorded."""
+    return fresh.sub_(other) if _reuse() else fresh - other
+
+
+def exp_(fresh: torch.Tensor) -> torch.Tensor:
+    """``exp(fresh)``, in place on the temporary ``fresh`` when no graph is recorded."""
+    return fresh.exp_() if _reuse() else fresh.exp()
+
+
+def scale_(fresh: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """``fresh * scale``, in place on the temporary ``fresh`` when no graph is recorded."""
+    return fresh.mul_(scale) if _reuse() else fresh * scale
+
+
 def scale_shift_(fresh: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
     """``fresh * scale + shift``, in place on the temporary ``fresh`` when no graph is recorded."""
     if _reuse():

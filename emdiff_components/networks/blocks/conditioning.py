@@ -47,7 +47,7 @@ class ContrastEnhancementModule(nn.Module):
 
     Example:
         >>> cem = ContrastEnhancementModule(16, temb_channels=32, heads=2, head_channels=8, filter_grid=(8, 8))
-        >>> cem(torch.randn(1, 16, 12, 20), torch.randn(1, 16, 12, 20), torch.randn(1, 32)).shape
+        >>> cem(torch.ones(1, 16, 12, 20), torch.ones(1, 16, 12, 20), torch.ones(1, 32)).shape
         torch.Size([1, 16, 12, 20])
     """
 
@@ -129,7 +129,7 @@ class ConditionalCrossAttentionModule(nn.Module):
 
     Example:
         >>> ccam = ConditionalCrossAttentionModule(16, temb_channels=32, heads=2, head_channels=8)
-        >>> ccam(torch.randn(1, 16, 4, 6), torch.randn(1, 16, 4, 6), torch.randn(1, 32)).shape
+        >>> ccam(torch.ones(1, 16, 4, 6), torch.ones(1, 16, 4, 6), torch.ones(1, 32)).shape
         torch.Size([1, 16, 4, 6])
     """
 

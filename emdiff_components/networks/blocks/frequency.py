@@ -60,7 +60,7 @@ class LearnableFourierFilter(nn.Module):
 
     Example:
         >>> filt = LearnableFourierFilter(4, filter_grid=(16, 16))
-        >>> x = torch.randn(2, 4, 24, 40)
+        >>> x = torch.arange(2 * 4 * 24 * 40.0).reshape(2, 4, 24, 40).sin()
         >>> torch.allclose(filt(x), x, atol=1e-5)
         True
     """
@@ -88,8 +88,8 @@ class LearnableFourierFilter(nn.Module):
         imag = rows @ self.weight_imag @ cols.T * self.theta_imag
         return real, imag
 
-    def _half_spectrum_maps(self, height: int, width: int) -> torch.Tensor:
-        """Hermitian-symmetrised maps on the ``rfft2`` half spectrum, stacked as (C, height, width // 2 + 1, 2)."""
+    def _half_spectrum_maps(self, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Hermitian-symmetrised real and imaginary maps on the ``rfft2`` half spectrum, each (C, H, W // 2 + 1)."""
         device, dtype = self.weight_real.device, self.weight_real.dtype
         gh, gw = self.filter_grid
         rows = _interpolation_matrix(torch.fft.fftfreq(height, dtype=torch.float64), gh, dtype, device)
@@ -100,9 +100,10 @@ class LearnableFourierFilter(nn.Module):
         mirror_w = (2 * (gw // 2) - torch.arange(gw, device=device)).remainder(gw)
         maps = []
         for weight, theta in ((self.weight_real, self.theta_real), (self.weight_imag, self.theta_imag)):
-            sym = 0.5 * (weight + weight.index_select(1, mirror_h).index_select(2, mirror_w))
-            maps.append(rows @ sym @ cols.T * theta)
-        return torch.stack(maps, dim=-1)
+            # theta is per channel, so it too is applied on the small grid
+            sym = 0.5 * theta * (weight + weight.index_select(1, mirror_h).index_select(2, mirror_w))
+            maps.append(rows @ sym @ cols.T)
+        return maps[0], maps[1]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Filter ``x`` of shape ``(B, C, H, W)`` in the frequency domain."""
@@ -111,12 +112,17 @@ class LearnableFourierFilter(nn.Module):
                 f"LearnableFourierFilter: expected (B, {self.channels}, H, W) input, got {tuple(x.shape)}."
             )
         height, width = x.shape[-2:]
-        maps = self._half_spectrum_maps(height, width)
-        # FFTs in float32 at least: half-precision FFTs are restricted to powers of two and lose accuracy
-        spec = torch.view_as_real(torch.fft.rfft2(x.contiguous().float()))
-        # real and imaginary parts scaled separately; in place when no graph is recorded (see _inplace)
-        spec = spec.mul_(maps) if not torch.is_grad_enabled() else spec * maps
-        out = torch.fft.irfft2(torch.view_as_complex(spec), s=(height, width))
+        real_map, imag_map = self._half_spectrum_maps(height, width)
+        # FFTs in float32 or wider: half-precision FFTs are restricted to powers of two and lose accuracy;
+        # channels-last input is transformed as is (faster than making it contiguous first)
+        spec = torch.fft.rfft2(x.to(torch.promote_types(x.dtype, torch.float32)))
+        if torch.is_grad_enabled():
+            spec = torch.complex(spec.real * real_map, spec.imag * imag_map)
+        else:  # no graph: scale the spectrum in place (see _memory)
+            parts = torch.view_as_real(spec)
+            parts[..., 0].mul_(real_map)
+            parts[..., 1].mul_(imag_map)
+        out = torch.fft.irfft2(spec, s=(height, width))
         fmt = torch.channels_last if _is_channels_last(x) else torch.contiguous_format
         return out.to(dtype=x.dtype, memory_format=fmt)
 

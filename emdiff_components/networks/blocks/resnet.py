@@ -31,7 +31,7 @@ class TimeResBlock(nn.Module):
 
     Example:
         >>> block = TimeResBlock(2, 16, 32, temb_channels=64)
-        >>> block(torch.randn(2, 16, 8, 8), torch.randn(2, 64)).shape
+        >>> block(torch.ones(2, 16, 8, 8), torch.ones(2, 64)).shape
         torch.Size([2, 32, 8, 8])
     """
 

@@ -1,0 +1,162 @@
+"""Tests of the ECSD improved ResUNet."""
+
+from __future__ import annotations
+
+import unittest
+
+import torch
+import torch.nn.functional as F
+from parameterized import parameterized
+
+from emdiff_components import networks
+from emdiff_components.networks import ECSDUNet, ecsd_unet
+from emdiff_components.networks.ecsd_unet import _Upsample
+
+_THREADS = torch.get_num_threads()
+
+
+def setUpModule() -> None:  # noqa: N802 - unittest hook name
+    torch.set_num_threads(min(2, _THREADS))
+
+
+def tearDownModule() -> None:  # noqa: N802
+    torch.set_num_threads(_THREADS)
+
+
+SMALL = {"channels": 16, "attention_heads": 2, "attention_head_channels": 8, "filter_grid": (16, 16)}
+
+# (name, constructor overrides, batch, height, width)
+SHAPE_CASES = [
+    ("binary_non_square", {"in_channels": 1, "out_channels": 1}, 2, 64, 96),
+    ("multiclass_4", {"in_channels": 4, "cond_channels": 1, "out_channels": 4}, 1, 64, 96),
+    ("two_levels_rgb_condition", {"channel_mults": (1, 2), "cond_channels": 3}, 2, 24, 40),
+]
+
+# (name, constructor overrides, expected message pattern)
+BAD_ARGS = [
+    ("spatial_dims_3", {"spatial_dims": 3}, "ECSDUNet.*spatial_dims"),
+    ("groups", {"channels": 12, "norm_num_groups": 8}, "ECSDUNet.*divisible by norm_num_groups"),
+    ("mults", {"channel_mults": ()}, "ECSDUNet.*channel_mults"),
+    ("in_channels", {"in_channels": 0}, "ECSDUNet.*in_channels"),
+    ("filter_grid", {"filter_grid": (16,)}, "ECSDUNet.*filter_grid"),
+]
+
+
+def _inputs(batch: int, in_ch: int, cond_ch: int, h: int, w: int, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(batch, in_ch, h, w, generator=g) * 2 - 1
+    cond = torch.rand(batch, cond_ch, h, w, generator=g) * 2 - 1
+    t = torch.randint(0, 50, (batch,), generator=g)
+    return x, t, cond
+
+
+def _net(seed: int = 0, **kwargs) -> ECSDUNet:
+    torch.manual_seed(seed)
+    return ECSDUNet(**{**SMALL, **kwargs})
+
+
+class TestECSDUNet(unittest.TestCase):
+    def test_exports(self):
+        self.assertEqual(networks.__all__, ecsd_unet.__all__)
+        self.assertIs(networks.ECSDUNet, ecsd_unet.ECSDUNet)
+
+    @parameterized.expand(SHAPE_CASES)
+    def test_shape_finite_and_gradients(self, _, overrides, batch, h, w):
+        net = _net(**overrides)
+        x, t, cond = _inputs(batch, net.in_channels, net.cond_channels, h, w)
+        out = net(x, t, cond)
+        self.assertEqual(out.shape, (batch, net.out_channels, h, w))
+        self.assertTrue(torch.isfinite(out).all())
+        out.sum().backward()
+        missing = [name for name, p in net.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all()]
+        self.assertEqual(missing, [])
+
+    def test_samples_are_independent(self):
+        # every block acts per sample (GroupNorm, channel LayerNorm, FFT, attention): a batch equals its samples
+        net = _net().eval()
+        x, t, cond = _inputs(3, 1, 1, 32, 48)
+        with torch.no_grad():
+            batched = net(x, t, cond)
+            single = torch.cat([net(x[i : i + 1], t[i : i + 1], cond[i : i + 1]) for i in range(3)])
+        torch.testing.assert_close(batched, single, atol=1e-5, rtol=1e-5)
+
+    def test_condition_and_time_change_the_output(self):
+        net = _net().eval()
+        x, t, cond = _inputs(1, 1, 1, 32, 32)
+        with torch.no_grad():
+            out = net(x, t, cond)
+            self.assertGreater((out - net(x, t, cond.flip(-1))).abs().max().item(), 1e-4)
+            self.assertGreater((out - net(x, (t + 10) % 50, cond)).abs().max().item(), 1e-4)
+            # a 0-d time step is broadcast over the batch
+            torch.testing.assert_close(net(x, t[0], cond), out)
+
+    def test_no_grad_equals_grad_forward(self):
+        # without autograd the blocks reuse their temporaries in place; the numbers must not change
+        net = _net().eval()
+        x, t, cond = _inputs(2, 1, 1, 32, 40)
+        with_grad = net(x, t, cond)
+        with torch.no_grad():
+            torch.testing.assert_close(net(x, t, cond), with_grad.detach(), atol=1e-5, rtol=1e-5)
+
+    def test_checkpointing_same_output_and_gradients(self):
+        x, t, cond = _inputs(2, 1, 1, 32, 48)
+        results = []
+        for flag in (False, True):
+            net = _net(seed=3, use_checkpointing=flag).train()
+            out = net(x, t, cond)
+            out.square().mean().backward()
+            results.append((out.detach(), {n: p.grad.clone() for n, p in net.named_parameters()}))
+        torch.testing.assert_close(results[0][0], results[1][0], atol=1e-5, rtol=1e-5)
+        self.assertEqual(results[0][1].keys(), results[1][1].keys())
+        for name, grad in results[0][1].items():
+            torch.testing.assert_close(results[1][1][name], grad, atol=1e-5, rtol=1e-5, msg=name)
+
+    def test_checkpointing_flag_reaches_blocks(self):
+        net = _net()
+        net.use_checkpointing = True
+        self.assertTrue(all(m.use_checkpointing for m in (*net.cems, net.ccam)))
+
+    def test_deterministic_with_seed(self):
+        x, t, cond = _inputs(1, 1, 1, 32, 32)
+        a, b = _net(seed=7).eval(), _net(seed=7).eval()
+        for (name, pa), pb in zip(a.state_dict().items(), b.state_dict().values()):
+            torch.testing.assert_close(pa, pb, atol=0, rtol=0, msg=name)
+        with torch.no_grad():
+            torch.testing.assert_close(a(x, t, cond), b(x, t, cond), atol=0, rtol=0)
+        self.assertFalse(torch.equal(_net(seed=8).final_conv.conv.weight, a.final_conv.conv.weight))
+
+    @parameterized.expand([((5, 7),), ((8, 6),)])
+    def test_upsample_equals_nearest_then_conv(self, size):
+        torch.manual_seed(0)
+        up = _Upsample(6, 4).double()
+        g = torch.Generator().manual_seed(1)
+        x = torch.randn(2, 6, *size, generator=g, dtype=torch.float64).requires_grad_()
+        reference = up.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
+        out = up(x)
+        torch.testing.assert_close(out, reference)
+        grads = torch.autograd.grad(out.square().sum(), [x, up.conv.conv.weight])
+        ref_grads = torch.autograd.grad(reference.square().sum(), [x, up.conv.conv.weight])
+        for g, r in zip(grads, ref_grads):
+            torch.testing.assert_close(g, r)
+
+    @parameterized.expand(BAD_ARGS)
+    def test_bad_arguments(self, _, overrides, pattern):
+        with self.assertRaisesRegex(ValueError, pattern):
+            ECSDUNet(**{**SMALL, **overrides})
+
+    def test_bad_inputs(self):
+        net = _net()  # total stride 8
+        x, t, cond = _inputs(2, 1, 1, 60, 96)
+        with self.assertRaisesRegex(ValueError, r"ECSDUNet.*\(60, 96\).*divisible.*8"):
+            net(x, t, cond)
+        x, t, cond = _inputs(2, 1, 1, 32, 32)
+        with self.assertRaisesRegex(ValueError, "ECSDUNet: x must have shape"):
+            net(torch.zeros(2, 3, 32, 32), t, cond)
+        with self.assertRaisesRegex(ValueError, "ECSDUNet.*spatial size"):
+            net(x, t, cond[..., :16])
+        with self.assertRaisesRegex(ValueError, "ECSDUNet: timesteps"):
+            net(x, t[:1], cond)
+
+
+if __name__ == "__main__":
+    unittest.main()
