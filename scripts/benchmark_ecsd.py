@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from emdiff_components.engines import keep_freed_memory
 from emdiff_components.diffusion import ColdDiffusionInferer, ColdDiffusionScheduler
 from emdiff_components.losses import BoundaryAwareMSELoss
 from emdiff_components.networks import ECSDUNet
@@ -90,6 +91,7 @@ class TimedNetwork(torch.nn.Module):
 
 
 def sampling(size: int, channels: int, sampler: str, steps: int | None, roi: int) -> dict:
+    keep_freed_memory()  # as inference.json does
     net = ECSDUNet(channels=channels).eval().to(memory_format=torch.channels_last)
     timed = TimedNetwork(net)
     inferer = ColdDiffusionInferer(ColdDiffusionScheduler(50, sampler=sampler), roi_size=roi, num_inference_steps=steps)

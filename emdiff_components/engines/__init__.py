@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from .allocator import keep_freed_memory
 from .checkpoints import CheckpointError, ResumableCheckpoint, atomic_save, load_network_weights
 from .figures import label_to_rgb, save_panel_figure
 from .handlers import SegmentationFigure, SegmentationWriter
@@ -7,6 +8,7 @@ from .run_logging import log_to_file
 from .training import DiffusionTrainingStep
 
 __all__ = [
+    "keep_freed_memory",
     "CheckpointError",
     "ResumableCheckpoint",
     "atomic_save",
