@@ -36,7 +36,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from emdiff_components.data import download_file, read_image, sha256sum, write_dataset_json, write_layout
+from emdiff_components.data import add_archive_arguments, fetch_archive, read_image, write_dataset_json, write_layout
 
 __all__ = ["URL", "SHA256", "CLASSES", "PAINT_ORDER", "convert_archive", "main"]
 
@@ -156,22 +156,13 @@ def _names(text: str | None) -> list[str] | None:
 def main(argv: Sequence[str] | None = None) -> str:
     """Command-line entry point; returns the output folder."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", required=True, help="output dataset folder")
-    parser.add_argument("--url", default=URL)
-    parser.add_argument("--sha256", default=SHA256, help="expected SHA-256 of the zip; 'none' to only compute it")
-    parser.add_argument("--archive", default=None, help="use this local zip instead of downloading")
-    parser.add_argument("--keep-archive", action="store_true", help="keep the downloaded zip in --out")
+    add_archive_arguments(parser, URL, SHA256)
     parser.add_argument("--test-cells", default=None, help="comma-separated cells for imagesTs (default: last cell)")
     parser.add_argument("--cells", default=None, help="comma-separated cells to convert (default: all)")
     args = parser.parse_args(argv)
-    sha256 = None if str(args.sha256).lower() == "none" else args.sha256
-    archive = args.archive
-    if archive is None:
-        archive = download_file(args.url, os.path.join(args.out, "betaseg.zip"), sha256=sha256, timeout=300)
-    elif sha256 is not None and sha256sum(archive) != sha256.lower():
-        raise ValueError(f"download_betaseg: SHA-256 of {archive!r} is not {sha256}; pass --sha256 none to skip.")
+    archive, remove_after = fetch_archive(args, "betaseg.zip", timeout=300)
     root = convert_archive(archive, args.out, test_cells=_names(args.test_cells), cells=_names(args.cells))
-    if args.archive is None and not args.keep_archive:
+    if remove_after:
         os.remove(archive)
     return root
 

@@ -31,9 +31,9 @@ from collections.abc import Sequence
 import numpy as np
 
 from emdiff_components.data import (
-    download_file,
+    add_archive_arguments,
+    fetch_archive,
     read_image,
-    sha256sum,
     supported_extensions,
     write_dataset_json,
     write_layout,
@@ -133,21 +133,12 @@ def convert_archive(archive_path: str | os.PathLike, out_dir: str | os.PathLike,
 def main(argv: Sequence[str] | None = None) -> str:
     """Command-line entry point; returns the output folder."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", required=True, help="output dataset folder")
-    parser.add_argument("--url", default=URL)
-    parser.add_argument("--sha256", default=SHA256, help="expected SHA-256 of the zip; 'none' to only compute it")
-    parser.add_argument("--archive", default=None, help="use this local zip instead of downloading")
-    parser.add_argument("--keep-archive", action="store_true", help="keep the downloaded zip in --out")
+    add_archive_arguments(parser, URL, SHA256)
     parser.add_argument("--swap-splits", action="store_true", help="Test_* -> Tr and Train_* -> Ts")
     args = parser.parse_args(argv)
-    sha256 = None if str(args.sha256).lower() == "none" else args.sha256
-    archive = args.archive
-    if archive is None:
-        archive = download_file(args.url, os.path.join(args.out, "lucchi_pp.zip"), sha256=sha256)
-    elif sha256 is not None and sha256sum(archive) != sha256.lower():
-        raise ValueError(f"download_lucchi_pp: SHA-256 of {archive!r} is not {sha256}; pass --sha256 none to skip.")
+    archive, remove_after = fetch_archive(args, "lucchi_pp.zip", timeout=60)
     root = convert_archive(archive, args.out, swap_splits=args.swap_splits)
-    if args.archive is None and not args.keep_archive:
+    if remove_after:
         os.remove(archive)
     return root
 

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from .demo import make_demo_dataset
+from .download import add_archive_arguments, download_file, fetch_archive, sha256sum
 from .layout import (
     DatasetError,
-    download_file,
     segmentation_datalist,
-    sha256sum,
     single_file_datalist,
     write_dataset_json,
     write_layout,
@@ -18,7 +17,9 @@ from .splits import holdout_split
 __all__ = [
     "make_demo_dataset",
     "DatasetError",
+    "add_archive_arguments",
     "download_file",
+    "fetch_archive",
     "segmentation_datalist",
     "sha256sum",
     "single_file_datalist",

@@ -5,19 +5,17 @@ file names; an image may carry nnU-Net's ``_0000`` channel suffix (``case_0000.t
 images or (Z, Y, X) stacks, which the 2D methods treat as stacks of slices. Everything is validated before training
 starts, so a bad file fails in seconds with its name in the message rather than hours into a run.
 
-The module also holds the small helpers the dataset scripts share (``write_layout``, ``write_dataset_json``,
-``download_file``, ``sha256sum``): logic lives in the package, not in ``scripts/``.
+The module also holds the layout writers the dataset scripts share (``write_layout``, ``write_dataset_json``):
+logic lives in the package, not in ``scripts/``.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
 import re
 import tempfile
-import urllib.request
 from collections.abc import Sequence
 
 import numpy as np
@@ -30,8 +28,6 @@ __all__ = [
     "single_file_datalist",
     "write_layout",
     "write_dataset_json",
-    "download_file",
-    "sha256sum",
 ]
 
 logger = logging.getLogger(__name__)
@@ -352,59 +348,3 @@ def write_dataset_json(
         json.dump(doc, handle, indent=2)
     os.replace(tmp, path)
     return path
-
-
-def sha256sum(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
-    """Hex SHA-256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(chunk_size), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def download_file(url: str, dest: str | os.PathLike, sha256: str | None = None, timeout: float = 60.0) -> str:
-    """Download ``url`` to ``dest`` with logged progress, then check its SHA-256.
-
-    The download goes to ``dest + ".part"`` and is renamed only after the checksum matched, so a killed or corrupt
-    download never looks complete. An existing ``dest`` with the right checksum is reused.
-
-    Args:
-        url: http(s) address.
-        dest: destination file.
-        sha256: expected hex digest; None computes and logs it (verify later with the logged value).
-        timeout: socket timeout in seconds, default 60.
-
-    Returns:
-        ``dest`` as a string.
-
-    Raises:
-        ValueError: checksum mismatch (the message gives both digests).
-        OSError / urllib.error.URLError: the download failed.
-    """
-    dest = os.fspath(dest)
-    if os.path.isfile(dest) and sha256 is not None and sha256sum(dest) == sha256.lower():
-        logger.info("using existing %s (checksum ok)", dest)
-        return dest
-    os.makedirs(os.path.dirname(os.path.abspath(dest)), exist_ok=True)
-    part = dest + ".part"
-    logger.info("downloading %s -> %s", url, dest)
-    with urllib.request.urlopen(url, timeout=timeout) as response, open(part, "wb") as handle:  # noqa: S310
-        total = int(response.headers.get("Content-Length") or 0)
-        done, next_report = 0, 0.0
-        for chunk in iter(lambda: response.read(1 << 20), b""):
-            handle.write(chunk)
-            done += len(chunk)
-            fraction = done / total if total else 0.0
-            if total and fraction >= next_report:
-                logger.info("  %5.1f %% of %.1f MB", 100 * fraction, total / 1e6)
-                next_report += 0.05
-            elif not total and done % (100 << 20) < len(chunk):
-                logger.info("  %.0f MB", done / 1e6)
-    digest = sha256sum(part)
-    logger.info("SHA-256 of %s: %s", dest, digest)
-    if sha256 is not None and digest != sha256.lower():
-        os.remove(part)
-        raise ValueError(f"download_file: SHA-256 of {url} is {digest}, expected {sha256.lower()}; file removed.")
-    os.replace(part, dest)
-    return dest
