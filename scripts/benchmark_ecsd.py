@@ -125,7 +125,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer repeats and sampling steps (a smoke run)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    repeats = 1 if args.quick else 3
+    repeats = 1 if args.quick else 2
     steps = 2 if args.quick else None
     rows: dict[str, list] = {"train": [], "sampling": [], "large": []}
     for size in (256, 512):

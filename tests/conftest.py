@@ -6,6 +6,12 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
+
+# Under pytest-xdist each worker is a process of its own: two workers with two OpenMP threads each would oversubscribe
+# the two cores, and OpenMP's spin-waiting then slows small convolutions by an order of magnitude. One thread a worker.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    torch.set_num_threads(1)
 
 
 def _shared_data_path() -> Path:

@@ -154,6 +154,11 @@ class TestECSDBundleEndToEnd(unittest.TestCase):
         with tempfile.TemporaryDirectory() as tmp:
             root = Path(tmp)
             metrics = self._train_infer_evaluate(None, root)
+            # one file given with --input: its mask, in its format and shape
+            single = sorted((root / "demo_data" / "imagesTs").iterdir())[0]
+            run("inference.json", "infer", bundle_root=str(root), input=str(single), output_dir=str(root / "single"), **FAST)
+            mask = tifffile.imread(root / "single" / "masks" / single.name)
+            self.assertEqual(mask.shape, tifffile.imread(single).shape)
             readme = (root / "demo_data" / "README.txt").read_text().splitlines()[0]
             self.assertIn("SYNTHETIC", readme.upper())
             self.assertGreater(metrics["num_images"], 0)
