@@ -90,6 +90,26 @@ class TestECSDBundleConfigs(unittest.TestCase):
             self.assertEqual(train[key], infer[key], key)
         self.assertEqual(train["train"]["deterministic_transforms"][1], infer["preprocessing"]["transforms"][1])
 
+    def test_overlays_resolve(self):
+        """The overlays only name ids that exist in the configs they extend (multi-GPU itself needs GPUs to run)."""
+        from monai.bundle import ConfigParser
+
+        for base, overlay in (("train.json", "multi_gpu_train.json"), ("train.json", "cold_segdiff.json"),
+                              ("inference.json", "evaluate.json")):
+            parser = ConfigParser()
+            parser.read_config([str(CONFIGS / base), str(CONFIGS / overlay)])
+            base_parser = ConfigParser()
+            base_parser.read_config(str(CONFIGS / base))
+            for key in json.loads((CONFIGS / overlay).read_text()):
+                if key.startswith("_"):
+                    continue
+                parent = key.rsplit("#", 1)[0] if "#" in key else ""
+                self.assertTrue(parent == "" or parent in base_parser, f"{overlay}: {key} has no parent in {base}")
+                self.assertIn(key, parser)
+        parser = ConfigParser()
+        parser.read_config([str(CONFIGS / "train.json"), str(CONFIGS / "cold_segdiff.json")])
+        self.assertFalse(parser["use_boundary_loss"])
+
     def test_metadata_verifies_offline(self):
         schema = REPO.parent / "shared" / "schema" / "meta_schema_20240725.json"
         if not schema.is_file():

@@ -52,6 +52,13 @@ class TestColdDiffusionInferer(unittest.TestCase):
         self.assertEqual(out.shape, (1, 1, 40, 56))
         torch.testing.assert_close(inferer.decode(out), label)
 
+    def test_one_step_is_first_estimate(self):
+        image = torch.linspace(-1, 1, 32 * 32).reshape(1, 1, 32, 32)
+        net = PointwiseNet(1)
+        out = ColdDiffusionInferer(ColdDiffusionScheduler(50, sampler="one_step"), roi_size=32)(image, net)
+        expected = net(image, torch.tensor([49]), image).clamp(-1, 1)  # x_T = I, t = T-1
+        torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-6)
+
     def test_tiled_equals_untiled(self):
         image = torch.linspace(-1, 1, 48 * 64).reshape(1, 1, 48, 64)
         net = PointwiseNet(1)
