@@ -1,4 +1,4 @@
-"""Per-image, per-class Dice and Jaccard from integer label maps, and the ignite handler that writes them.
+"""Per-image, per-class Dice, Jaccard, precision, recall and accuracy from label maps, and the handler that writes them.
 
 ECSD reports Jaccard and Dice (%, Table 1). Per image and class we keep the confusion counts (TP, FP, FN), so the
 report gives the mean over images and the pooled (dataset-level) score from summed counts, which is what
@@ -24,28 +24,46 @@ logger = logging.getLogger(__name__)
 
 
 def confusion_counts(pred: np.ndarray | torch.Tensor, truth: np.ndarray | torch.Tensor, num_classes: int) -> np.ndarray:
-    """``(num_classes, 3)`` array of TP, FP, FN per class for two integer label maps of the same shape."""
+    """``(num_classes, 4)`` array of TP, FP, FN, TN per class (one class against the rest) for two label maps."""
     p = np.asarray(pred.detach().cpu() if isinstance(pred, torch.Tensor) else pred).astype(np.int64).ravel()
     g = np.asarray(truth.detach().cpu() if isinstance(truth, torch.Tensor) else truth).astype(np.int64).ravel()
     if p.shape != g.shape:
         raise ValueError(f"confusion_counts: prediction has {p.size} pixels, truth {g.size}.")
     joint = np.bincount(g * num_classes + p, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
     tp = np.diag(joint)
-    return np.stack([tp, joint.sum(0) - tp, joint.sum(1) - tp], axis=1)
+    fp, fn = joint.sum(0) - tp, joint.sum(1) - tp
+    return np.stack([tp, fp, fn, p.size - tp - fp - fn], axis=1)
 
 
 def scores_from_counts(counts: np.ndarray) -> dict[str, np.ndarray]:
-    """Dice ``2TP / (2TP + FP + FN)`` and Jaccard ``TP / (TP + FP + FN)`` per row; 1.0 where both masks are empty."""
+    """Dice, Jaccard, precision, recall and accuracy per row of TP, FP, FN (, TN) counts.
+
+    Dice ``2TP / (2TP + FP + FN)``, Jaccard ``TP / (TP + FP + FN)``, precision ``TP / (TP + FP)``, recall
+    ``TP / (TP + FN)``, accuracy ``(TP + TN) / N`` (only when TN is given). Where a ratio is 0 / 0 the prediction
+    and the truth agree that there is nothing to find or predict, so the score is 1.0: both masks empty for Dice and
+    Jaccard, no predicted and no missed pixel for precision and recall (an empty prediction against a non-empty truth
+    gets precision 1.0 and recall 0.0).
+    """
     tp, fp, fn = (counts[..., i].astype(np.float64) for i in range(3))
-    union = tp + fp + fn
-    with np.errstate(invalid="ignore", divide="ignore"):
-        dice = np.where(union > 0, 2 * tp / (2 * tp + fp + fn), 1.0)
-        jaccard = np.where(union > 0, tp / union, 1.0)
-    return {"dice": dice, "jaccard": jaccard}
+
+    def ratio(num, den):
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(den > 0, num / np.where(den > 0, den, 1), 1.0)
+
+    scores = {
+        "dice": ratio(2 * tp, 2 * tp + fp + fn),
+        "jaccard": ratio(tp, tp + fp + fn),
+        "precision": ratio(tp, tp + fp),
+        "recall": ratio(tp, tp + fn),
+    }
+    if counts.shape[-1] > 3:
+        tn = counts[..., 3].astype(np.float64)
+        scores["accuracy"] = ratio(tp + tn, tp + fp + fn + tn)
+    return scores
 
 
 class SegmentationReport:
-    """Ignite handler: per-image, per-class Dice and Jaccard, their mean and pooled values, as JSON and CSV.
+    """Ignite handler: per-image, per-class scores (Dice, Jaccard, precision, recall, accuracy), mean and pooled.
 
     Reads each decollated item of ``engine.state.output`` (integer label maps under ``pred_key`` and ``label_key``)
     and its batch item (``name`` and ``slice``). At the end of the run writes ``metrics.json`` (per image, mean,
@@ -122,13 +140,14 @@ class SegmentationReport:
         os.replace(tmp, json_path)
         with open(csv_path.with_suffix(".csv.tmp"), "w", newline="") as f:
             writer = csv.writer(f)
-            writer.writerow(["name", "slice", "class", "dice", "jaccard"])
+            metrics = list(summary["mean"])
+            writer.writerow(["name", "slice", "class", *metrics])
             for entry in summary["per_image"]:
                 for cls in self.class_names:
-                    writer.writerow([entry["name"], entry["slice"], cls, entry["dice"][cls], entry["jaccard"][cls]])
+                    writer.writerow([entry["name"], entry["slice"], cls, *(entry[m][cls] for m in metrics)])
             for kind in ("mean", "pooled"):
                 for cls in self.class_names:
-                    writer.writerow([kind, "", cls, summary[kind]["dice"][cls], summary[kind]["jaccard"][cls]])
+                    writer.writerow([kind, "", cls, *(summary[kind][m][cls] for m in metrics)])
         os.replace(csv_path.with_suffix(".csv.tmp"), csv_path)
         logger.info(
             "%d images: mean Dice %.4f, mean Jaccard %.4f, pooled Dice %.4f, pooled Jaccard %.4f (foreground classes); "

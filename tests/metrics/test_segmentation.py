@@ -31,6 +31,18 @@ class TestSegmentationScores(unittest.TestCase):
         np.testing.assert_allclose(scores["dice"], dice)
         np.testing.assert_allclose(scores["jaccard"], jaccard)
 
+    def test_precision_recall_accuracy_by_hand(self):
+        # pred [1,1,0,0,0], truth [1,0,0,1,0]: class 1 TP 1, FP 1, FN 1, TN 2
+        counts = confusion_counts(np.array([1, 1, 0, 0, 0]), np.array([1, 0, 0, 1, 0]), 2)
+        np.testing.assert_array_equal(counts[1], [1, 1, 1, 2])
+        scores = scores_from_counts(counts)
+        self.assertAlmostEqual(scores["precision"][1], 0.5)
+        self.assertAlmostEqual(scores["recall"][1], 0.5)
+        self.assertAlmostEqual(scores["accuracy"][1], 3 / 5)
+        # empty prediction against a non-empty truth: nothing predicted wrongly, everything missed
+        empty = scores_from_counts(confusion_counts(np.array([0, 0]), np.array([1, 0]), 2))
+        self.assertEqual((empty["precision"][1], empty["recall"][1], empty["dice"][1]), (1.0, 0.0, 0.0))
+
     def test_parity_with_monai(self):
         g = torch.Generator().manual_seed(0)
         pred = torch.randint(0, 4, (3, 1, 32, 32), generator=g)
@@ -68,6 +80,8 @@ class TestSegmentationReport(unittest.TestCase):
             self.assertEqual(saved["per_image"][0]["dice"]["mito"], 2 / 3)
             rows = list(csv.DictReader(open(f"{tmp}/metrics.csv")))
             self.assertEqual(len(rows), 2 * 2 + 2 * 2)  # 2 images x 2 classes, mean and pooled x 2 classes
+            self.assertEqual(set(rows[0]), {"name", "slice", "class", "dice", "jaccard", "precision", "recall", "accuracy"})
+            self.assertAlmostEqual(float(rows[1]["precision"]), 0.5)  # image a slice 0, mito: TP 1, FP 1
 
     def test_errors(self):
         with self.assertRaisesRegex(ValueError, "class_names"):
