@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from .cold import COLD_SAMPLERS, ColdDiffusionScheduler
-from .cold_inferer import ColdDiffusionInferer, DiffusionLossOutput
+from .cold_inferer import ColdDiffusionInferer
+from .mask_inferer import DiffusionLossOutput, MaskDiffusionInferer
 
-__all__ = ["COLD_SAMPLERS", "ColdDiffusionScheduler", "ColdDiffusionInferer", "DiffusionLossOutput"]
+__all__ = ["COLD_SAMPLERS", "ColdDiffusionScheduler", "ColdDiffusionInferer", "DiffusionLossOutput", "MaskDiffusionInferer"]

@@ -4,34 +4,22 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 import torch
-from monai.inferers import Inferer, SlidingWindowInferer
 from monai.utils import optional_import
 
-from ..transforms.label import LabelToSignedMask, SignedMaskToLabel
 from .cold import ColdDiffusionScheduler
+from .mask_inferer import DiffusionLossOutput, MaskDiffusionInferer
 
 tqdm, _has_tqdm = optional_import("tqdm", name="tqdm")
 
-__all__ = ["ColdDiffusionInferer", "DiffusionLossOutput"]
+__all__ = ["ColdDiffusionInferer"]
 
 logger = logging.getLogger(__name__)
 
 
-@dataclass
-class DiffusionLossOutput:
-    """What one training step produced: the loss, the prediction, its target and the sampled time steps."""
-
-    loss: torch.Tensor
-    prediction: torch.Tensor
-    target: torch.Tensor
-    timesteps: torch.Tensor
-
-
-class ColdDiffusionInferer(Inferer):
+class ColdDiffusionInferer(MaskDiffusionInferer):
     """Cold-diffusion segmentation inferer (ECSD / Cold SegDiffusion): one object serves training and sampling.
 
     Qi et al. "A Boundary-aware Cold-Diffusion Model for Electron Microscopy Segmentation" (ECSD);
@@ -78,35 +66,10 @@ class ColdDiffusionInferer(Inferer):
         curriculum: bool = False,
         progress: bool = False,
     ) -> None:
-        super().__init__()
-        if num_classes < 2:
-            raise ValueError(f"ColdDiffusionInferer: num_classes must be >= 2 (background included), got {num_classes}.")
-        if not 0 <= overlap < 1:
-            raise ValueError(f"ColdDiffusionInferer: overlap must be in [0, 1), got {overlap}.")
+        super().__init__(num_classes, roi_size, sw_batch_size, overlap, size_divisor, progress)
         self.scheduler = scheduler
-        self.num_classes = num_classes
-        self.roi_size = (roi_size, roi_size) if isinstance(roi_size, int) else tuple(roi_size)
-        self.sw_batch_size = sw_batch_size
-        self.overlap = overlap
         self.num_inference_steps = num_inference_steps
-        self.size_divisor = size_divisor
         self.curriculum = curriculum
-        self.progress = progress
-        self._encoder = LabelToSignedMask(num_classes, channel_dim=1)
-        self._decoder = SignedMaskToLabel(channel_dim=1)
-
-    @property
-    def mask_channels(self) -> int:
-        """Channels of ``m``: 1 for binary, ``num_classes`` (one-hot) for multi-class."""
-        return 1 if self.num_classes == 2 else self.num_classes
-
-    def encode(self, label: torch.Tensor) -> torch.Tensor:
-        """Integer label ``(B, 1, H, W)`` -> mask ``m`` in [-1, 1], ``(B, mask_channels, H, W)``."""
-        return self._encoder(label)
-
-    def decode(self, mask: torch.Tensor) -> torch.Tensor:
-        """Mask ``(B, C, H, W)`` in [-1, 1] -> integer label ``(B, 1, H, W)`` (threshold 0, or argmax)."""
-        return self._decoder(mask)
 
     def sample_timesteps(
         self, batch_size: int, epoch_fraction: float = 0.0, generator: torch.Generator | None = None
@@ -147,28 +110,6 @@ class ColdDiffusionInferer(Inferer):
         prediction = network(x_t, timesteps, image)
         loss = loss_function(prediction, target, boundary_weight=boundary_weight, timesteps=timesteps)
         return DiffusionLossOutput(loss=loss, prediction=prediction, target=target, timesteps=timesteps)
-
-    def _tile_size(self, spatial: Sequence[int]) -> tuple[int, ...]:
-        """Tile size: ``roi_size``, shrunk to the image (rounded up to the network stride)."""
-        div = self.size_divisor
-        return tuple(min(r, int(math.ceil(s / div)) * div) for r, s in zip(self.roi_size, spatial))
-
-    def predict_x0(self, network: Callable[..., torch.Tensor], sample: torch.Tensor, image: torch.Tensor, t: int):
-        """x0_hat of the whole image from overlapping, Gaussian-blended tiles of ``[x_t, I]``."""
-        channels = sample.shape[1]
-
-        def tile_forward(window: torch.Tensor) -> torch.Tensor:
-            steps = torch.full((window.shape[0],), t, device=window.device, dtype=torch.long)
-            return network(window[:, :channels], steps, window[:, channels:])
-
-        window_inferer = SlidingWindowInferer(
-            roi_size=self._tile_size(sample.shape[2:]),
-            sw_batch_size=self.sw_batch_size,
-            overlap=self.overlap,
-            mode="gaussian",
-            padding_mode="reflect",
-        )
-        return window_inferer(torch.cat([sample, image], dim=1), tile_forward)
 
     @torch.no_grad()
     def __call__(  # type: ignore[override]
