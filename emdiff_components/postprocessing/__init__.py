@@ -1,3 +1,5 @@
 from __future__ import annotations
 
-__all__: list[str] = []
+from .ensemble import fuse_ensemble, staple
+
+__all__ = ["fuse_ensemble", "staple"]

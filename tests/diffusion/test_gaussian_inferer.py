@@ -1,0 +1,84 @@
+from __future__ import annotations
+
+import unittest
+
+import torch
+from monai.networks.schedulers import DDIMScheduler, DDPMScheduler
+from parameterized import parameterized
+from torch import nn
+
+from emdiff_components.diffusion import GaussianMaskInferer
+
+
+class OracleNet(nn.Module):
+    """Predicts the true mask, which it reads from the image channel (tiles carry the image)."""
+
+    def forward(self, x, t, image):
+        return torch.where(image > 0, 1.0, -1.0).expand_as(x)
+
+
+class PointwiseNet(nn.Module):
+    def __init__(self, channels: int):
+        super().__init__()
+        g = torch.Generator().manual_seed(0)
+        self.weight = nn.Parameter(torch.randn(channels, channels + 1, generator=g) * 0.5)
+
+    def forward(self, x, t, image):
+        return torch.tanh(torch.einsum("oc,bchw->bohw", self.weight, torch.cat([x, image], 1)))
+
+
+def mse(pred, target, timesteps=None):
+    return ((pred - target) ** 2).mean()
+
+
+SCHEDULERS = [
+    ("ddpm_full", lambda: DDPMScheduler(num_train_timesteps=100, prediction_type="sample"), None),
+    ("ddim_10", lambda: DDIMScheduler(num_train_timesteps=1000, prediction_type="sample"), 10),
+]
+
+
+class TestGaussianMaskInferer(unittest.TestCase):
+    @parameterized.expand(SCHEDULERS)
+    def test_oracle_returns_true_mask(self, _, make, steps):
+        label = torch.zeros(2, 1, 40, 48, dtype=torch.long)
+        label[0, :, 5:20, 10:30] = 1
+        label[1, :, 20:, :12] = 1
+        image = torch.where(label > 0, 0.8, -0.8).float()
+        inferer = GaussianMaskInferer(make(), roi_size=16, num_inference_steps=steps)
+        out = inferer.sample(image, OracleNet(), torch.Generator().manual_seed(0))
+        torch.testing.assert_close(out, inferer.encode(label), atol=1e-3, rtol=0)  # float32 schedule round-off
+        torch.testing.assert_close(inferer.decode(out), label)
+
+    def test_training_loss_by_hand(self):
+        scheduler = DDPMScheduler(num_train_timesteps=100, prediction_type="sample")
+        inferer = GaussianMaskInferer(scheduler)
+        label = torch.tensor([[[[0, 1], [1, 1]]]])
+        image = torch.full((1, 1, 2, 2), 0.3)
+        noise = torch.tensor([[[[0.5, -1.0], [0.2, 0.0]]]])
+        net = PointwiseNet(1)
+        out = inferer.training_loss(net, image, label, mse, timesteps=torch.tensor([30]), noise=noise)
+        abar = torch.cumprod(1 - torch.linspace(1e-4, 2e-2, 100), 0)[30]  # MONAI's linear_beta default
+        m = label.float() * 2 - 1
+        x_t = abar.sqrt() * m + (1 - abar).sqrt() * noise
+        torch.testing.assert_close(out.loss, mse(net(x_t, None, image), m))
+
+    def test_same_seed_same_ensemble(self):
+        scheduler = DDIMScheduler(num_train_timesteps=100, prediction_type="sample")
+        inferer = GaussianMaskInferer(scheduler, roi_size=16, num_inference_steps=5, num_samples=3, eta=1.0)
+        image = torch.rand(1, 1, 16, 16, generator=torch.Generator().manual_seed(1))
+        a = inferer.sample_ensemble(image, PointwiseNet(1), torch.Generator().manual_seed(7))
+        b = inferer.sample_ensemble(image, PointwiseNet(1), torch.Generator().manual_seed(7))
+        self.assertEqual(a.shape, (3, 1, 1, 16, 16))
+        torch.testing.assert_close(a, b)
+        self.assertGreater(float((a[0] - a[1]).abs().max()), 0)  # members differ (different noise)
+        torch.testing.assert_close(inferer(image, PointwiseNet(1)), inferer(image, PointwiseNet(1)))
+
+    def test_errors(self):
+        with self.assertRaisesRegex(ValueError, "prediction_type"):
+            GaussianMaskInferer(DDPMScheduler(num_train_timesteps=10))
+        with self.assertRaisesRegex(ValueError, "num_samples"):
+            GaussianMaskInferer(DDPMScheduler(num_train_timesteps=10, prediction_type="sample"), num_samples=0)
+
+
+if __name__ == "__main__":
+    unittest.main()
