@@ -37,11 +37,12 @@ def _e_step(decisions: torch.Tensor, p: torch.Tensor, q: torch.Tensor, prior: fl
     log_q, log_1mq = q.clamp(_LOG_EPS, 1).log(), (1 - q).clamp(_LOG_EPS, 1).log()
     d = decisions
     # eq. 14: a_i = f(T_i=1) prod_{j: D_ij=1} p_j prod_{j: D_ij=0} (1 - p_j)
-    log_a = torch.log(torch.tensor(max(prior, _LOG_EPS), dtype=d.dtype, device=d.device)) + (
+    # the prior is not clamped: prior 0 (1) must give W = 0 (1) exactly, via log 0 = -inf
+    log_a = torch.log(torch.tensor(prior, dtype=d.dtype, device=d.device)) + (
         d * log_p[:, None] + (1 - d) * log_1mp[:, None]
     ).sum(0)
     # eq. 15: b_i = f(T_i=0) prod_{j: D_ij=0} q_j prod_{j: D_ij=1} (1 - q_j)
-    log_b = torch.log(torch.tensor(max(1 - prior, _LOG_EPS), dtype=d.dtype, device=d.device)) + (
+    log_b = torch.log(torch.tensor(1 - prior, dtype=d.dtype, device=d.device)) + (
         (1 - d) * log_q[:, None] + d * log_1mq[:, None]
     ).sum(0)
     # eq. 16: W_i = a_i / (a_i + b_i) = sigmoid(log a_i - log b_i)
@@ -103,8 +104,9 @@ def staple(
         # eq. 19: q_j = sum_{i: D_ij=0} (1 - W_i) / sum_i (1 - W_i)
         fg, bg = weights.sum(), (1 - weights).sum()
         # with no (or only) foreground posterior mass, sensitivity (specificity) is undefined: keep the old value
-        p_new = torch.where(fg > 0, (decisions @ weights) / fg.clamp_min(torch.finfo(torch.float64).tiny), p)
-        q_new = torch.where(bg > 0, ((1 - decisions) @ (1 - weights)) / bg.clamp_min(torch.finfo(torch.float64).tiny), q)
+        tiny = torch.finfo(torch.float64).tiny
+        p_new = torch.where(fg > 0, (decisions @ weights) / fg.clamp_min(tiny), p)
+        q_new = torch.where(bg > 0, ((1 - decisions) @ (1 - weights)) / bg.clamp_min(tiny), q)
         change = torch.maximum((p_new - p).abs().max(), (q_new - q).abs().max())
         p, q = p_new, q_new
         if float(change) < tolerance:
