@@ -5,3 +5,6 @@ from __future__ import annotations
 from .ecsd_unet import ECSDUNet
 
 __all__ = ["ECSDUNet"]
+from .biedsnet import BIEDSNet
+
+__all__ += ["BIEDSNet"]

@@ -63,6 +63,7 @@ class TestBlocksExports(unittest.TestCase):
         from emdiff_components.networks.blocks import (
             _memory,
             attention,
+            bffm,
             conditioning,
             embeddings,
             frequency,
@@ -71,10 +72,10 @@ class TestBlocksExports(unittest.TestCase):
         )
 
         names = []
-        for module in (attention, conditioning, embeddings, frequency, normalization, resnet, _memory):
+        for module in (attention, bffm, conditioning, embeddings, frequency, normalization, resnet, _memory):
             names += module.__all__
         self.assertEqual(sorted(blocks.__all__), sorted(names))
-        for module in (attention, conditioning, embeddings, frequency, normalization, resnet):
+        for module in (attention, bffm, conditioning, embeddings, frequency, normalization, resnet):
             for name in module.__all__:
                 self.assertIs(getattr(blocks, name), getattr(module, name))
 

@@ -21,3 +21,6 @@ __all__ = [
     "ChannelLayerNorm",
     "TimeResBlock",
 ]
+from .bffm import ADRB, BFFM, CGR, boundary_edges
+
+__all__ += ["boundary_edges", "BFFM", "CGR", "ADRB"]
