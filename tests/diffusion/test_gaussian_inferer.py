@@ -82,3 +82,28 @@ class TestGaussianMaskInferer(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class TestGaussianMaskInfererWithBIEDSNet(unittest.TestCase):
+    def test_pieces_fit_together(self):
+        """BIEDSNet's deep-supervision list goes through the inferer into JointSegmentationLoss; sampling uses eval mode."""
+        from emdiff_components.losses import JointSegmentationLoss
+        from emdiff_components.networks import BIEDSNet
+
+        torch.manual_seed(0)
+        net = BIEDSNet(channels=(8, 16, 16, 32, 32), num_res_blocks=1)
+        inferer = GaussianMaskInferer(
+            DDIMScheduler(num_train_timesteps=1000, prediction_type="sample"), roi_size=32, num_inference_steps=2
+        )
+        label = torch.zeros(2, 1, 32, 32, dtype=torch.long)
+        label[:, :, 8:20, 8:20] = 1
+        image = inferer.encode(label) * 0.5
+        net.train()
+        out = inferer.training_loss(net, image, label, JointSegmentationLoss(), generator=torch.Generator().manual_seed(0))
+        self.assertEqual(len(out.prediction), 4)
+        out.loss.backward()
+        self.assertTrue(all(p.grad is not None for p in net.parameters() if p.requires_grad))
+        net.eval()
+        sample = inferer(image, net)
+        self.assertEqual(sample.shape, (2, 1, 32, 32))
+        self.assertTrue(bool(sample.abs().le(1).all()))
