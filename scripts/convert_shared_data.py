@@ -37,7 +37,8 @@ __all__ = ["DATASETS", "EPFL_CLASSES", "convert", "default_shared_dir", "main"]
 
 logger = logging.getLogger("convert_shared_data")
 
-DATASETS = ("isbi_mito", "isbi_membranes", "epfl", "sstem")
+DATASETS = ("isbi_mito", "isbi_membranes", "epfl", "sstem", "covid", "covid_multiclass")
+COVID_TEST_FRACTION = 0.25
 EPFL_CLASSES = ("mitochondrion", "mitochondrial_boundaries", "membranes", "vesicles", "PSD", "axon")
 _EPFL_SPLITS = {"Tr": ("0000", "0001", "0002", "0003"), "Ts": ("0045", "0046")}
 _SSTEM_CLASSES = {1: (0, 32, 64, 96, 128), 2: (191,), 3: (223,)}
@@ -124,6 +125,36 @@ def _sstem(shared: Path, out_dir: str) -> None:
     )
 
 
+def _covid(shared: Path, out_dir: str, multiclass: bool) -> None:
+    """COVID-19 CT slices (Inf-Net test split of MedSeg): 2D slices of different sizes, one file per slice.
+
+    Binary: ``GT_infection`` (255 = infection -> 1). Multi-class: ``GT_multiclass`` palette indices (1 GGO,
+    2 consolidation), read with Pillow because OpenCV expands palettes to colours. The last quarter of the slices in
+    natural order is the test split.
+    """
+    from PIL import Image
+
+    folder = _need(shared / "covid19_ct_infection_infnet")
+    names = sorted((p.stem for p in (folder / "Imgs").glob("*.jpg")), key=lambda n: (len(n), n))
+    if not names:
+        raise FileNotFoundError(f"convert_shared_data: no .jpg slices in {folder / 'Imgs'}")
+    num_test = max(1, round(len(names) * COVID_TEST_FRACTION))
+    for i, number in enumerate(names):
+        image = read_image(folder / "Imgs" / f"{number}.jpg")
+        if multiclass:
+            label = np.asarray(Image.open(_need(folder / "GT_multiclass" / f"{number}.png"))).astype(np.uint8)
+        else:
+            label = (read_image(_need(folder / "GT_infection" / f"{number}.png")) > 127).astype(np.uint8)
+        write_layout(out_dir, "Tr" if i < len(names) - num_test else "Ts", f"covid_{number}", image, label)
+    classes = {"background": 0, "ground_glass": 1, "consolidation": 2} if multiclass else {"background": 0, "infection": 1}
+    write_dataset_json(
+        out_dir, "covid19_ct_infection", classes,
+        description=f"COVID-19 CT axial slices (MedSeg via Inf-Net), last {num_test} of {len(names)} slices as test",
+        reference="Fan et al. (2020) IEEE TMI 39(8):2626-2637; MedSeg COVID-19 CT segmentation dataset",
+        licence="non-commercial purposes only (Inf-Net COVID-SemiSeg terms)",
+    )
+
+
 def convert(
     name: str,
     out_dir: str | os.PathLike,
@@ -133,7 +164,8 @@ def convert(
     """Convert one shared data set into the MSD layout under ``out_dir``.
 
     Args:
-        name: one of ``DATASETS``: ``"isbi_mito"``, ``"isbi_membranes"``, ``"epfl"``, ``"sstem"``.
+        name: one of ``DATASETS``: ``"isbi_mito"``, ``"isbi_membranes"``, ``"epfl"``, ``"sstem"``, ``"covid"``,
+            ``"covid_multiclass"``.
         out_dir: output dataset folder (created; existing files of the same names are replaced atomically).
         shared_dir: the shared data folder; default ``$EMDIFF_SHARED_DATA`` or ``<repo>/../shared/data``.
         classes: ``epfl`` only: class folder names (list or comma-separated string), default ``("mitochondrion",)``.
@@ -158,8 +190,10 @@ def convert(
         _isbi(shared, root, membranes=name == "isbi_membranes")
     elif name == "epfl":
         _epfl(shared, root, tuple(classes) if classes is not None else ("mitochondrion",))
-    else:
+    elif name == "sstem":
         _sstem(shared, root)
+    else:
+        _covid(shared, root, multiclass=name == "covid_multiclass")
     logger.info("wrote %s from %s to %s", name, shared, root)
     return root
 

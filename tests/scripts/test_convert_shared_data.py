@@ -42,6 +42,21 @@ class TestConvert:
             assert read_image(train[0]["image"]).shape == (n_tr, *shape)
             assert json.load(open(os.path.join(root, "dataset.json")))["numTraining"] == 1
 
+    @parameterized.expand([("covid", {0, 1}), ("covid_multiclass", {0, 1, 2})])
+    def test_covid_slices(self, name, values):
+        with tempfile.TemporaryDirectory() as tmp:
+            root = convert_shared_data.convert(name, tmp, self.shared)
+            num_classes = len(values)
+            train = segmentation_datalist(root, "Tr", num_classes=num_classes)
+            test = segmentation_datalist(root, "Ts", num_classes=num_classes)
+            assert (len(train), len(test)) == (27, 9)  # 36 slices, the last quarter for testing
+            seen = set()
+            for entry in train + test:
+                image, label = read_image(entry["image"]), read_image(entry["label"])
+                assert image.ndim == 2 and image.shape == label.shape
+                seen |= set(np.unique(label).tolist())
+            assert seen == values
+
     def test_isbi_mito_values(self, shared_data):
         with tempfile.TemporaryDirectory() as tmp:
             root = convert_shared_data.convert("isbi_mito", tmp, shared_data)
