@@ -9,6 +9,7 @@ from torch import nn
 
 from .blocks.bffm import ADRB, BFFM
 from .blocks.embeddings import TimestepEmbedding
+from .blocks.inputs import check_conditional_inputs
 
 __all__ = ["BIEDSNet"]
 
@@ -140,33 +141,13 @@ class BIEDSNet(nn.Module):
             [nn.Conv2d(channels[i], out_channels, 1) for i in (1, 2, 3)] if deep_supervision else []
         )
 
-    def _check_inputs(self, x: torch.Tensor, timesteps: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
-        if x.ndim != 4 or x.shape[1] != self.in_channels:
-            raise ValueError(f"BIEDSNet: x must have shape (B, {self.in_channels}, H, W), got {tuple(x.shape)}.")
-        b, _, h, w = x.shape
-        if condition.ndim != 4 or condition.shape[1] != self.cond_channels or condition.shape[0] != b:
-            raise ValueError(
-                f"BIEDSNet: condition must have shape ({b}, {self.cond_channels}, H, W), got {tuple(condition.shape)}."
-            )
-        if condition.shape[2:] != x.shape[2:]:
-            raise ValueError(
-                f"BIEDSNet: x {tuple(x.shape[2:])} and condition {tuple(condition.shape[2:])} differ in spatial size."
-            )
-        if h % self.stride or w % self.stride:
-            raise ValueError(f"BIEDSNet: spatial size ({h}, {w}) must be divisible by {self.stride}.")
-        if not isinstance(timesteps, torch.Tensor):
-            timesteps = torch.as_tensor(timesteps, device=x.device)
-        if timesteps.ndim == 0:
-            timesteps = timesteps.expand(b)
-        if timesteps.shape != (b,):
-            raise ValueError(f"BIEDSNet: timesteps must have shape ({b},), got {tuple(timesteps.shape)}.")
-        return timesteps.to(x.device)
-
     def forward(
         self, x: torch.Tensor, timesteps: torch.Tensor, condition: torch.Tensor
     ) -> torch.Tensor | list[torch.Tensor]:
         """Predict x0 from the noisy mask ``x``, the time steps and the image ``condition``."""
-        timesteps = self._check_inputs(x, timesteps, condition)
+        timesteps = check_conditional_inputs(
+            "BIEDSNet", x, timesteps, condition, self.in_channels, self.cond_channels, self.stride
+        )
         emb = self.time_embedding(timesteps)
         h = self.stem(torch.cat([condition, x], dim=1))
         cond = condition

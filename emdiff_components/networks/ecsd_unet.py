@@ -13,6 +13,7 @@ from torch import nn
 from .blocks._memory import maybe_checkpoint
 from .blocks.conditioning import ConditionalCrossAttentionModule, ContrastEnhancementModule
 from .blocks.embeddings import TimestepEmbedding
+from .blocks.inputs import check_conditional_inputs
 from .blocks.resnet import TimeResBlock
 
 __all__ = ["ECSDUNet"]
@@ -237,31 +238,6 @@ class ECSDUNet(nn.Module):
         # recompute in backward instead of storing activations; only when training with a graph being built
         return maybe_checkpoint(self.use_checkpointing and self.training, fn, *args)
 
-    def _check_inputs(self, x: torch.Tensor, timesteps: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
-        if x.ndim != 4 or x.shape[1] != self.in_channels:
-            raise ValueError(f"ECSDUNet: x must have shape (B, {self.in_channels}, H, W), got {tuple(x.shape)}.")
-        b, _, h, w = x.shape
-        if condition.ndim != 4 or condition.shape[1] != self.cond_channels or condition.shape[0] != b:
-            raise ValueError(
-                f"ECSDUNet: condition must have shape ({b}, {self.cond_channels}, H, W), got {tuple(condition.shape)}."
-            )
-        if condition.shape[2:] != x.shape[2:]:
-            raise ValueError(
-                f"ECSDUNet: x {tuple(x.shape[2:])} and condition {tuple(condition.shape[2:])} differ in spatial size."
-            )
-        if h % self.stride or w % self.stride:
-            raise ValueError(
-                f"ECSDUNet: spatial size ({h}, {w}) must be divisible by the total stride {self.stride} "
-                f"(2 ** (len(channel_mults) - 1))."
-            )
-        if not isinstance(timesteps, torch.Tensor):
-            timesteps = torch.as_tensor(timesteps, device=x.device)
-        if timesteps.ndim == 0:
-            timesteps = timesteps.expand(b)
-        if timesteps.shape != (b,):
-            raise ValueError(f"ECSDUNet: timesteps must have shape ({b},), got {tuple(timesteps.shape)}.")
-        return timesteps.to(x.device)
-
     def _encode(
         self, encoder: _Encoder, x: torch.Tensor, temb: torch.Tensor, cond_feats: list[torch.Tensor] | None
     ) -> tuple[torch.Tensor | None, list[torch.Tensor]]:
@@ -286,7 +262,9 @@ class ECSDUNet(nn.Module):
 
     def forward(self, x: torch.Tensor, timesteps: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
         """Predict x0 from the degraded mask ``x`` at ``timesteps`` given the image ``condition``."""
-        timesteps = self._check_inputs(x, timesteps, condition)
+        timesteps = check_conditional_inputs(
+            "ECSDUNet", x, timesteps, condition, self.in_channels, self.cond_channels, self.stride
+        )
         # channels-last: the oneDNN 3x3 convolutions run about 1.7x faster on CPU in this layout
         fmt = torch.channels_last
         x, condition = x.contiguous(memory_format=fmt), condition.contiguous(memory_format=fmt)

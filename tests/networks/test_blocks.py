@@ -67,15 +67,16 @@ class TestBlocksExports(unittest.TestCase):
             conditioning,
             embeddings,
             frequency,
+            inputs,
             normalization,
             resnet,
         )
 
         names = []
-        for module in (attention, bffm, conditioning, embeddings, frequency, normalization, resnet, _memory):
+        for module in (attention, bffm, conditioning, embeddings, frequency, inputs, normalization, resnet, _memory):
             names += module.__all__
         self.assertEqual(sorted(blocks.__all__), sorted(names))
-        for module in (attention, bffm, conditioning, embeddings, frequency, normalization, resnet):
+        for module in (attention, bffm, conditioning, embeddings, frequency, inputs, normalization, resnet):
             for name in module.__all__:
                 self.assertIs(getattr(blocks, name), getattr(module, name))
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from .attention import ChannelAttention, LinearCrossAttention, SoftmaxCrossAttention, SpatialAttention
+from .bffm import ADRB, BFFM, CGR, boundary_edges
 from .conditioning import ConditionalCrossAttentionModule, ContrastEnhancementModule
 from .embeddings import TimestepEmbedding
 from .frequency import LearnableFourierFilter
+from .inputs import check_conditional_inputs
 from .normalization import ChannelLayerNorm
 from .resnet import TimeResBlock
 
@@ -14,13 +16,15 @@ __all__ = [
     "SpatialAttention",
     "LinearCrossAttention",
     "SoftmaxCrossAttention",
+    "boundary_edges",
+    "BFFM",
+    "CGR",
+    "ADRB",
     "ContrastEnhancementModule",
     "ConditionalCrossAttentionModule",
     "TimestepEmbedding",
     "LearnableFourierFilter",
+    "check_conditional_inputs",
     "ChannelLayerNorm",
     "TimeResBlock",
 ]
-from .bffm import ADRB, BFFM, CGR, boundary_edges
-
-__all__ += ["boundary_edges", "BFFM", "CGR", "ADRB"]
