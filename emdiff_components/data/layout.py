@@ -53,10 +53,13 @@ def _strip_extension(filename: str) -> str | None:
     return None
 
 
-def _parse_slices(slices: Sequence[int] | str | None) -> tuple[int, ...] | None:
-    """``"0-23"`` / ``"0,2,5-7"`` / ``[0, 1]`` -> sorted unique indices; None keeps every slice."""
-    if slices is None:
-        return None
+LABELLED = "labelled"
+
+
+def _parse_slices(slices: Sequence[int] | str | None) -> tuple[int, ...] | str | None:
+    """``"0-23"`` / ``"0,2,5-7"`` / ``[0, 1]`` -> sorted unique indices; None keeps every slice; ``"labelled"`` stays."""
+    if slices is None or slices == LABELLED:
+        return slices
     if isinstance(slices, str):
         out: list[int] = []
         for part in slices.replace(" ", "").split(","):
@@ -119,6 +122,21 @@ def _check_label_values(label: np.ndarray, path: str, num_classes: int) -> None:
     )
 
 
+def _labelled_slices(image_path: str, label_path: str | None, label: np.ndarray | None) -> tuple[int, ...] | None:
+    """Indices of the slices of a stack whose label has foreground (None for 2D files: kept as they are)."""
+    if label is None:
+        raise DatasetError(f"segmentation_datalist: slices='labelled' needs a label for image {image_path!r}.")
+    if label.ndim == 2:
+        return None
+    found = tuple(int(z) for z in np.flatnonzero(label.reshape(label.shape[0], -1).any(axis=1)))
+    if not found:
+        raise DatasetError(
+            f"segmentation_datalist: label {label_path!r} has no foreground in any of its {label.shape[0]} slices, so "
+            f"slices='labelled' keeps nothing of {image_path!r}; remove the case or use slices=None."
+        )
+    return found
+
+
 def _slice_entries(image: np.ndarray, path: str, keep: tuple[int, ...] | None) -> list[tuple[int, int]]:
     """(slice index, number of slices) pairs of one file; the ``keep`` filter applies to stacks only."""
     if image.ndim == 2:
@@ -151,7 +169,8 @@ def segmentation_datalist(
         require_labels: default True: every image needs a label. False (inference): images without a label are
             listed without a ``"label"`` key; labels that do exist are still validated and listed.
         slices: keep only these slice indices of every (Z, Y, X) stack: a list, or a string like ``"0-23"`` or
-            ``"0,2,5-7"``; default None keeps all. 2D files are kept as they are.
+            ``"0,2,5-7"``; ``"labelled"`` keeps the slices whose label has foreground (CT volumes, where most axial
+            slices hold no lesion); default None keeps all. 2D files are kept as they are.
 
     Returns:
         one dict per 2D slice, in natural file-name order then slice order: ``{"image": abs_path, "label":
@@ -161,7 +180,8 @@ def segmentation_datalist(
     Raises:
         DatasetError: missing or empty ``images<split>`` folder, an image without label (when required), a label
             without image, an unreadable file, NaN/inf in an image, image/label shape mismatch, label values
-            outside the classes, or no slice left after the ``slices`` filter.
+            outside the classes, no slice left after the ``slices`` filter, or (``slices="labelled"``) a stack whose
+            label has no foreground in any slice, or an image without label.
         ValueError: invalid ``num_classes`` or ``slices``.
 
     Example:
@@ -214,6 +234,7 @@ def segmentation_datalist(
             )
         image = _read(image_path, "image")
         label_path = os.path.join(label_dir, labels[case]) if case in labels else None
+        label = None
         if label_path is not None:
             label = _read(label_path, "label")
             if label.shape != image.shape:
@@ -222,7 +243,10 @@ def segmentation_datalist(
                     f"has shape {label.shape}."
                 )
             _check_label_values(label, label_path, int(num_classes))
-        for z, depth in _slice_entries(image, image_path, keep):
+        file_keep = keep
+        if keep == LABELLED:
+            file_keep = _labelled_slices(image_path, label_path, label)
+        for z, depth in _slice_entries(image, image_path, file_keep):
             entry = {"image": image_path, "slice": z, "num_slices": depth, "name": case}
             if label_path is not None:
                 entry["label"] = label_path

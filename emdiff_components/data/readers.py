@@ -162,8 +162,14 @@ def _nifti_read(path: str, key: str | None) -> np.ndarray:
     return np.asanyarray(nib.load(path).dataobj).T
 
 
-def _nifti_write(path: str, array: np.ndarray, key: str | None) -> None:
-    nib.save(nib.Nifti1Image(np.ascontiguousarray(array.T), affine=np.eye(4)), path)
+def _nifti_write(path: str, array: np.ndarray, key: str | None, like: str | None = None) -> None:
+    affine, header = np.eye(4), None
+    if like is not None:  # a mask of a CT volume keeps the volume's orientation, spacing and units
+        source = nib.load(like)
+        affine, header = source.affine, source.header.copy()
+        header.set_data_dtype(array.dtype)
+        header.set_slope_inter(1, 0)
+    nib.save(nib.Nifti1Image(np.ascontiguousarray(array.T), affine=affine, header=header), path)
 
 
 def _nifti_voxel_size(path: str, key: str | None) -> tuple[float, ...] | None:
@@ -324,7 +330,7 @@ def read_voxel_size(path: str | os.PathLike) -> tuple[float, ...] | None:
     return size
 
 
-def write_image(path: str | os.PathLike, array: np.ndarray) -> None:
+def write_image(path: str | os.PathLike, array: np.ndarray, like: str | os.PathLike | None = None) -> None:
     """Write an array in the format given by the extension, atomically (temp file in the same folder + os.replace).
 
     TIFF is zlib-compressed (stacks as multipage); PNG takes 2D uint8/uint16, JPEG/BMP 2D uint8; NIfTI is stored
@@ -334,6 +340,8 @@ def write_image(path: str | os.PathLike, array: np.ndarray) -> None:
     Args:
         path: destination file; its folder is created if needed.
         array: (Y, X) or (Z, Y, X) array.
+        like: a NIfTI file whose affine and header (spacing, orientation, units) a NIfTI output takes, e.g. the
+            image a mask was predicted from; ignored for other formats. Default None (identity affine).
 
     Raises:
         ImageReadError: unsupported extension.
@@ -353,7 +361,11 @@ def write_image(path: str | os.PathLike, array: np.ndarray) -> None:
             shutil.copyfile(file, tmp)
         else:
             os.remove(tmp)  # some writers refuse to overwrite or append to an existing empty file
-        backend.write(tmp, array, key)
+        nifti_source = like is not None and ext in (".nii", ".nii.gz") and _split_path(like)[2] in (".nii", ".nii.gz")
+        if nifti_source:
+            _nifti_write(tmp, array, key, os.fspath(like))
+        else:
+            backend.write(tmp, array, key)
         os.replace(tmp, file)
     except BaseException:
         if os.path.exists(tmp):

@@ -6,6 +6,7 @@ import inspect
 from typing import Any, Callable, Sequence
 
 import torch
+import torch.nn.functional as F
 from monai.networks.schedulers import Scheduler
 from monai.utils import optional_import
 
@@ -29,7 +30,12 @@ class GaussianMaskInferer(MaskDiffusionInferer):
     Sampling (:meth:`sample`): ``x_T ~ N(0, I)`` drawn from ``generator``, then the MONAI scheduler's ``step`` over its
     time steps: a ``DDPMScheduler`` (all T steps, ancestral) or a ``DDIMScheduler`` with ``num_inference_steps``; both
     must be built with ``prediction_type="sample"``. :meth:`sample_ensemble` draws ``num_samples`` masks one after the
-    other from the same generator (MedSegDiff's ensemble); fusing them is post-processing's job.
+    other from the same generator (MedSegDiff's ensemble); fusing them is post-processing's job
+    (:class:`emdiff_components.transforms.FuseEnsembled`).
+
+    :meth:`__call__` (what MONAI's evaluators call) optionally resizes the image to ``image_size`` first (BIEDSNet
+    trains and samples at 256 x 256) and resizes the sampled masks back to the input's size (bilinear), then returns
+    the ensemble mean, or every member (``output="members"``) for fusion with an uncertainty map.
 
     Args:
         scheduler: a MONAI ``DDPMScheduler`` or ``DDIMScheduler`` with ``prediction_type="sample"``.
@@ -37,6 +43,11 @@ class GaussianMaskInferer(MaskDiffusionInferer):
         num_inference_steps: sampling steps (``None``: all ``num_train_timesteps``).
         num_samples: ensemble size K used by :meth:`__call__` (the mean of the K samples is returned).
         eta: DDIM's stochasticity (0 = deterministic DDIM); ignored by DDPM.
+        seed: seed of the generator :meth:`__call__` samples with (every call starts from it).
+        image_size: ``(H, W)`` the network works at (the image is resized with area averaging, as MONAI's
+            ``Resized`` default, the masks back with bilinear interpolation); ``None`` (default): native size, tiled.
+        output: what :meth:`__call__` returns: ``"mean"`` (default), the mean of the K masks ``(B, C, H, W)``, or
+            ``"members"``, all of them ``(B, K * C, H, W)`` (member k in channels ``k*C .. k*C + C - 1``).
 
     Example::
 
@@ -58,6 +69,8 @@ class GaussianMaskInferer(MaskDiffusionInferer):
         size_divisor: int = 8,
         progress: bool = False,
         seed: int = 0,
+        image_size: Sequence[int] | int | None = None,
+        output: str = "mean",
     ) -> None:
         super().__init__(num_classes, roi_size, sw_batch_size, overlap, size_divisor, progress)
         if getattr(scheduler, "prediction_type", None) != "sample":
@@ -67,6 +80,14 @@ class GaussianMaskInferer(MaskDiffusionInferer):
             )
         if num_samples < 1:
             raise ValueError(f"GaussianMaskInferer: num_samples must be >= 1, got {num_samples}.")
+        if output not in ("mean", "members"):
+            raise ValueError(f"GaussianMaskInferer: output must be 'mean' or 'members', got {output!r}.")
+        if isinstance(image_size, int):
+            image_size = (image_size, image_size)
+        if image_size is not None and (len(image_size) != 2 or any(int(s) < 1 for s in image_size)):
+            raise ValueError(f"GaussianMaskInferer: image_size must be None or two positive ints, got {image_size!r}.")
+        self.image_size = None if image_size is None else tuple(int(s) for s in image_size)
+        self.output = output
         self.scheduler = scheduler
         self.num_inference_steps = num_inference_steps or scheduler.num_train_timesteps
         self.num_samples = num_samples
@@ -104,9 +125,19 @@ class GaussianMaskInferer(MaskDiffusionInferer):
     def __call__(  # type: ignore[override]
         self, inputs: torch.Tensor, network: Callable[..., torch.Tensor], *args: Any, **kwargs: Any
     ) -> torch.Tensor:
-        """Mean of ``num_samples`` sampled masks of ``inputs`` (the image), ``(B, C, H, W)`` in [-1, 1], seeded by ``seed``."""
+        """Masks of ``inputs`` (the image ``(B, C_in, H, W)``) in [-1, 1], seeded by ``seed``: see ``output``."""
         generator = torch.Generator().manual_seed(self.seed)
-        return self.sample_ensemble(inputs, network, generator).mean(dim=0)
+        size = inputs.shape[2:]
+        image = inputs
+        if self.image_size is not None and tuple(size) != self.image_size:
+            image = F.interpolate(inputs, size=self.image_size, mode="area")
+        members = self.sample_ensemble(image, network, generator)  # (K, B, C, h, w)
+        if tuple(members.shape[3:]) != tuple(size):
+            members = F.interpolate(members.flatten(0, 1), size=size, mode="bilinear", align_corners=False)
+            members = members.unflatten(0, (self.num_samples, inputs.shape[0]))
+        if self.output == "mean":
+            return members.mean(dim=0)
+        return members.movedim(0, 1).flatten(1, 2)
 
     @torch.no_grad()
     def sample_ensemble(

@@ -18,6 +18,8 @@ __all__ = ["SegmentationWriter", "SegmentationFigure"]
 
 logger = logging.getLogger(__name__)
 
+_INTEGER_ONLY = (".png", ".jpg", ".jpeg", ".bmp")
+
 
 def _array(value: Any) -> np.ndarray:
     if isinstance(value, torch.Tensor):
@@ -37,20 +39,30 @@ class SegmentationWriter:
     (``image_path``); a file of one slice is written as a 2D image. Slices of one file are gathered and the file is written (atomically, by the package's writers)
     only once all its slices are there, so no partial output looks complete.
 
+    NIfTI outputs take the input's affine and header (spacing, orientation). Float maps (``dtype`` float, e.g. an
+    uncertainty map) of PNG / JPEG / BMP inputs, formats that cannot hold them, are written as TIFF.
+
     Args:
         output_dir: folder of the masks (created).
         pred_key: output key of the label map ``(1, H, W)``.
         path_key: batch key of the input file's path (its extension decides the output format).
-        dtype: dtype of the written masks (class indices).
+        dtype: dtype of the written maps, default uint8 (class indices).
+        name_suffix: appended to the case name, e.g. ``"_uncertainty"`` for a map written beside the mask.
     """
 
     def __init__(
-        self, output_dir: str | os.PathLike, pred_key: str = "pred", path_key: str = "image_path", dtype=np.uint8
+        self,
+        output_dir: str | os.PathLike,
+        pred_key: str = "pred",
+        path_key: str = "image_path",
+        dtype=np.uint8,
+        name_suffix: str = "",
     ) -> None:
         self.output_dir = Path(output_dir)
         self.pred_key = pred_key
         self.path_key = path_key
-        self.dtype = dtype
+        self.dtype = np.dtype(dtype)
+        self.name_suffix = name_suffix
         self.pending: dict[str, dict[int, np.ndarray]] = {}
         self.written: list[str] = []
 
@@ -66,9 +78,12 @@ class SegmentationWriter:
             slices[z] = _array(out[self.pred_key]).reshape(_array(out[self.pred_key]).shape[-2:]).astype(self.dtype)
             if len(slices) == depth:
                 volume = slices[0] if depth == 1 else np.stack([slices[k] for k in sorted(slices)])
-                path = self.output_dir / f"{name}{_suffix(source)}"
+                suffix = _suffix(source)
+                if self.dtype.kind == "f" and suffix.lower() in _INTEGER_ONLY:
+                    suffix = ".tif"
+                path = self.output_dir / f"{name}{self.name_suffix}{suffix}"
                 self.output_dir.mkdir(parents=True, exist_ok=True)
-                write_image(path, volume)
+                write_image(path, volume, like=source)
                 self.written.append(str(path))
                 del self.pending[name]
                 logger.info("wrote %s %s", path, volume.shape)

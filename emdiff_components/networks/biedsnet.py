@@ -10,6 +10,7 @@ from torch import nn
 from .blocks.bffm import ADRB, BFFM
 from .blocks.embeddings import TimestepEmbedding
 from .blocks.inputs import check_conditional_inputs
+from .blocks.resnet import TimeResBlock
 
 __all__ = ["BIEDSNet"]
 
@@ -44,6 +45,8 @@ class BIEDSNet(nn.Module):
         num_res_blocks: ADRBs per encoder level; default 3.
         use_bffm: build the conditional encoder (False is the paper's "without BFFM" ablation; the image still enters
             through the input concatenation); default True.
+        use_adrb: build the denoiser from :class:`ADRB` (default True); False is the paper's "without ADRB"
+            ablation: plain time-conditioned residual blocks (:class:`TimeResBlock`, no attention) of the same widths.
         deep_supervision: build the three auxiliary heads; default True.
         norm_num_groups: GroupNorm groups in the ADRBs; default 8.
         num_decoder_res_blocks: ADRBs per decoder level; default 2.
@@ -69,6 +72,7 @@ class BIEDSNet(nn.Module):
         channels: Sequence[int] = (32, 64, 128, 256, 512),
         num_res_blocks: int = 3,
         use_bffm: bool = True,
+        use_adrb: bool = True,
         deep_supervision: bool = True,
         norm_num_groups: int = 8,
         num_decoder_res_blocks: int = 2,
@@ -97,6 +101,13 @@ class BIEDSNet(nn.Module):
             raise ValueError(f"BIEDSNet: every entry of channels {channels} must be divisible by norm_num_groups.")
         self.in_channels, self.cond_channels, self.out_channels = in_channels, cond_channels, out_channels
         self.channels, self.use_bffm, self.deep_supervision = channels, use_bffm, deep_supervision
+        self.use_adrb = use_adrb
+
+        def block(in_c: int, out_c: int) -> nn.Module:
+            if use_adrb:
+                return ADRB(in_c, out_c, emb_channels, norm_num_groups)
+            return TimeResBlock(2, in_c, out_c, emb_channels, norm_num_groups)
+
         self.stride = 2 ** (len(channels) - 1)
         emb_channels = 4 * channels[0]
         self.time_embedding = TimestepEmbedding(channels[0], emb_channels)
@@ -108,7 +119,7 @@ class BIEDSNet(nn.Module):
         for c in channels:
             self.encoder.append(
                 nn.ModuleList(
-                    [ADRB(prev if j == 0 else c, c, emb_channels, norm_num_groups) for j in range(num_res_blocks)]
+                    [block(prev if j == 0 else c, c) for j in range(num_res_blocks)]
                 )
             )
             prev = c
@@ -129,10 +140,7 @@ class BIEDSNet(nn.Module):
             self.up.append(nn.ConvTranspose2d(channels[i + 1], c, 2, stride=2))
             self.decoder.append(
                 nn.ModuleList(
-                    [
-                        ADRB(2 * c if j == 0 else c, c, emb_channels, norm_num_groups)
-                        for j in range(num_decoder_res_blocks)
-                    ]
+                    [block(2 * c if j == 0 else c, c) for j in range(num_decoder_res_blocks)]
                 )
             )
         self.out = nn.Conv2d(channels[0], out_channels, 1)

@@ -65,6 +65,15 @@ def _nan_image(root):
     write_image(os.path.join(root, "labelsTr", "a.npy"), np.zeros((2, 2), np.uint8))
 
 
+def _ct_volume(root, foreground_slices=(1, 3)):
+    """A 5-slice NIfTI CT volume whose label has foreground on ``foreground_slices`` only."""
+    write_image(os.path.join(root, "imagesTr", "ct.nii.gz"), np.full((5, 6, 8), -1000, np.int16))
+    label = np.zeros((5, 6, 8), np.uint8)
+    for z in foreground_slices:
+        label[z, 2:4, 2:5] = 1
+    write_image(os.path.join(root, "labelsTr", "ct.nii.gz"), label)
+
+
 # (case name, writer(root), slices argument, fragment of the DatasetError message)
 ERROR_CASES = [
     ("missing_folder", lambda root: None, None, "missing folder"),
@@ -74,6 +83,7 @@ ERROR_CASES = [
     ("unreadable", _unreadable, None, "cannot use image .*a.png"),
     ("nan_image", _nan_image, None, "a.npy' holds 1 NaN"),
     ("out_of_range_slices", _stack_layout, "0-3", "vol_0000.tif' has only 3 slices"),
+    ("volume_without_lesion", lambda root: _ct_volume(root, ()), "labelled", "ct.nii.gz' has no foreground in any of"),
 ]
 
 
@@ -110,6 +120,19 @@ class TestSegmentationDatalist:
             entries = segmentation_datalist(root, slices=slices)
         assert [e["slice"] for e in entries if e["name"] == "vol"] == expected
         assert [e["slice"] for e in entries if e["name"] == "flat"] == [0]
+
+    def test_labelled_slices_of_a_ct_volume(self):
+        with tempfile.TemporaryDirectory() as root:
+            _ct_volume(root, foreground_slices=(3, 1))
+            _png_layout(root, names=("flat",))  # 2D files are kept as they are
+            entries = segmentation_datalist(root, slices="labelled")
+        assert [(e["name"], e["slice"], e["num_slices"]) for e in entries] == [("ct", 1, 5), ("ct", 3, 5), ("flat", 0, 1)]
+
+    def test_labelled_needs_labels(self):
+        with tempfile.TemporaryDirectory() as root:
+            write_image(os.path.join(root, "imagesTs", "t.tif"), np.zeros((2, 4, 4), np.float32))
+            with pytest.raises(DatasetError, match="labelled' needs a label for image .*t.tif"):
+                segmentation_datalist(root, split="Ts", require_labels=False, slices="labelled")
 
     def test_binary_0_255_accepted_and_multiclass(self):
         with tempfile.TemporaryDirectory() as root:

@@ -49,6 +49,22 @@ class TestGaussianMaskInferer(unittest.TestCase):
         torch.testing.assert_close(out, inferer.encode(label), atol=1e-3, rtol=0)  # float32 schedule round-off
         torch.testing.assert_close(inferer.decode(out), label)
 
+    def test_resized_members_come_back_at_input_size(self):
+        # the oracle works at 32 x 32 from a 48 x 64 image; members are returned per channel block, resized back
+        label = torch.zeros(1, 1, 48, 64, dtype=torch.long)
+        label[:, :, 12:36, 16:48] = 1
+        image = torch.where(label > 0, 0.8, -0.8).float()
+        scheduler = DDIMScheduler(num_train_timesteps=1000, prediction_type="sample")
+        inferer = GaussianMaskInferer(
+            scheduler, roi_size=32, num_inference_steps=5, num_samples=3, image_size=32, output="members"
+        )
+        members = inferer(image, OracleNet())
+        self.assertEqual(tuple(members.shape), (1, 3, 48, 64))
+        for k in range(3):  # every member decodes to the truth away from the resampled edge
+            torch.testing.assert_close(inferer.decode(members[:, k : k + 1])[..., 14:34, 18:46], label[..., 14:34, 18:46])
+        mean = GaussianMaskInferer(scheduler, roi_size=32, num_inference_steps=5, num_samples=3, image_size=32)
+        torch.testing.assert_close(mean(image, OracleNet()), members.mean(dim=1, keepdim=True))
+
     def test_training_loss_by_hand(self):
         scheduler = DDPMScheduler(num_train_timesteps=100, prediction_type="sample")
         inferer = GaussianMaskInferer(scheduler)

@@ -35,6 +35,33 @@ class TestSegmentationWriter(unittest.TestCase):
             self.assertEqual(png.shape, (4, 5))
             self.assertEqual(int(png.max()), 1)
 
+    def test_uncertainty_beside_the_mask(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            writer = SegmentationWriter(tmp, pred_key="uncertainty", dtype=np.float32, name_suffix="_uncertainty")
+            item = {"name": "img", "slice": 0, "num_slices": 1, "image_path": "/data/img.png"}
+            writer.update(fake_engine([item], [{"uncertainty": torch.full((1, 4, 5), 0.25)}]))
+            # PNG cannot hold floats: the map goes to TIFF, named after the case
+            stored = tifffile.imread(Path(tmp, "img_uncertainty.tif"))
+            self.assertEqual(stored.dtype, np.float32)
+            np.testing.assert_allclose(stored, 0.25)
+
+    def test_nifti_mask_keeps_the_volume_geometry(self):
+        import nibabel as nib
+
+        with tempfile.TemporaryDirectory() as tmp:
+            affine = np.diag([0.7, 0.7, 5.0, 1.0])
+            affine[:3, 3] = (-100, -120, 30)
+            source = str(Path(tmp, "ct.nii.gz"))
+            nib.save(nib.Nifti1Image(np.zeros((4, 3, 2), np.int16), affine), source)  # (X, Y, Z)
+            writer = SegmentationWriter(Path(tmp, "masks"))
+            for z in range(2):
+                item = {"name": "ct", "slice": z, "num_slices": 2, "image_path": source}
+                writer.update(fake_engine([item], [{"pred": torch.ones(1, 3, 4, dtype=torch.long)}]))
+            mask = nib.load(str(Path(tmp, "masks", "ct.nii.gz")))
+            np.testing.assert_allclose(mask.affine, affine)
+            self.assertEqual(mask.shape, (4, 3, 2))
+            self.assertEqual(mask.get_data_dtype(), np.uint8)
+
     def test_missing_slices_raise(self):
         with tempfile.TemporaryDirectory() as tmp:
             writer = SegmentationWriter(tmp)

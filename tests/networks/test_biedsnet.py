@@ -29,6 +29,7 @@ SHAPE_CASES = [
     ("binary", {}, 2, 32, 48),
     ("multiclass_4_rgb", {"in_channels": 4, "out_channels": 4, "cond_channels": 3}, 1, 32, 32),
     ("no_bffm", {"use_bffm": False}, 2, 16, 32),
+    ("no_adrb", {"use_adrb": False}, 2, 16, 32),
 ]
 
 # (name, constructor overrides, expected message pattern)
@@ -155,6 +156,16 @@ class TestBIEDSNet(unittest.TestCase):
         self.assertFalse([n for n in names if n.startswith(("cond_encoder", "fuse"))])
         self.assertTrue(any(n.startswith("cond_encoder") for n, _ in _net().named_parameters()))
         self.assertEqual(net.stem.in_channels, 2)  # the image still enters through the input concatenation
+
+    def test_without_adrb_uses_plain_residual_blocks(self):
+        from emdiff_components.networks.blocks.bffm import ADRB
+        from emdiff_components.networks.blocks.resnet import TimeResBlock
+
+        plain, full = _net(use_adrb=False), _net()
+        self.assertFalse(any(isinstance(m, ADRB) for m in plain.modules()))
+        self.assertEqual(sum(isinstance(m, TimeResBlock) for m in plain.modules()), 5 * 3 + 4 * 2)
+        self.assertEqual(sum(isinstance(m, ADRB) for m in full.modules()), 5 * 3 + 4 * 2)
+        self.assertLess(sum(p.numel() for p in plain.parameters()), sum(p.numel() for p in full.parameters()))
 
     def test_condition_matters(self):
         net = _net().eval()

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
 from .array import LoadSlice
-from .dictionary import LoadSliced
+from .dictionary import LoadSliced, pixel_spacing_mm
 
-__all__ = ["LoadSlice", "LoadSliced"]
+__all__ = ["LoadSlice", "LoadSliced", "pixel_spacing_mm"]

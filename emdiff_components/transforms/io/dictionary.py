@@ -9,9 +9,21 @@ import numpy as np
 from monai.config import KeysCollection
 from monai.transforms import MapTransform
 
+from emdiff_components.data.readers import read_voxel_size
+
 from .array import LoadSlice
 
-__all__ = ["LoadSliced"]
+__all__ = ["LoadSliced", "pixel_spacing_mm"]
+
+_NM_PER_MM = 1e6
+
+
+def pixel_spacing_mm(path: str | os.PathLike) -> np.ndarray:
+    """In-plane pixel size ``(y, x)`` in mm of an image file, ``[nan, nan]`` where its metadata states none."""
+    size = read_voxel_size(path)
+    if size is None:
+        return np.full(2, np.nan)
+    return np.asarray(size[-2:], dtype=np.float64) / _NM_PER_MM
 
 
 class LoadSliced(MapTransform):
@@ -29,6 +41,9 @@ class LoadSliced(MapTransform):
         num_classes: class count of the label keys: an int (all label keys, default 2) or a dict per label key.
         dtype: image dtype, default ``np.float32``.
         cache_size: files kept by the shared cache, default 4 (an image/label pair of two stacks takes 2).
+        spacing_key: when set, the in-plane pixel size ``(y, x)`` in millimetres of the first key's file (from
+            :func:`emdiff_components.data.read_voxel_size`) is stored under this key as a float64 array, NaN where
+            the file states none (so that batches still collate); default None (not stored).
         allow_missing_keys: skip keys missing from the data instead of raising ``KeyError``.
 
     Example:
@@ -46,6 +61,7 @@ class LoadSliced(MapTransform):
         num_classes: int | Mapping[str, int] | None = 2,
         dtype: np.dtype | type | str = np.float32,
         cache_size: int = 4,
+        spacing_key: str | None = None,
         allow_missing_keys: bool = False,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
@@ -62,6 +78,7 @@ class LoadSliced(MapTransform):
         else:
             per_key = {k: num_classes for k in label_keys}
         self.slice_key = slice_key
+        self.spacing_key = spacing_key
         self.loader = LoadSlice(num_classes=None, dtype=dtype, cache_size=cache_size)
         # validate through LoadSlice's own check so both classes reject the same values
         self.num_classes = {k: LoadSlice._check_num_classes(v, name) for k, v in per_key.items()}
@@ -79,6 +96,8 @@ class LoadSliced(MapTransform):
                     "(was it loaded twice?)."
                 )
             d[f"{key}_path"] = os.fspath(path)
+            if self.spacing_key is not None and self.spacing_key not in d:
+                d[self.spacing_key] = pixel_spacing_mm(path)
             if key in self.num_classes:
                 d[key] = self.loader(path, slice_index, num_classes=self.num_classes[key])
             else:

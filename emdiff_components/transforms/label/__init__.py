@@ -1,6 +1,13 @@
 from __future__ import annotations
 
-from .array import LabelToSignedMask, SignedMaskToLabel
-from .dictionary import LabelToSignedMaskd, SignedMaskToLabeld
+from .array import FuseEnsemble, LabelToSignedMask, SignedMaskToLabel
+from .dictionary import FuseEnsembled, LabelToSignedMaskd, SignedMaskToLabeld
 
-__all__ = ["LabelToSignedMask", "SignedMaskToLabel", "LabelToSignedMaskd", "SignedMaskToLabeld"]
+__all__ = [
+    "LabelToSignedMask",
+    "SignedMaskToLabel",
+    "FuseEnsemble",
+    "LabelToSignedMaskd",
+    "SignedMaskToLabeld",
+    "FuseEnsembled",
+]
