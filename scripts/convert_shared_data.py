@@ -152,6 +152,7 @@ def _covid(shared: Path, out_dir: str, multiclass: bool) -> None:
         description=f"COVID-19 CT axial slices (MedSeg via Inf-Net), last {num_test} of {len(names)} slices as test",
         reference="Fan et al. (2020) IEEE TMI 39(8):2626-2637; MedSeg COVID-19 CT segmentation dataset",
         licence="non-commercial purposes only (Inf-Net COVID-SemiSeg terms)",
+        modality="CT",
     )
 
 

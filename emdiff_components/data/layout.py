@@ -330,6 +330,7 @@ def write_dataset_json(
     description: str = "",
     reference: str = "",
     licence: str = "",
+    modality: str = "EM",
 ) -> str:
     """Write an MSD-style ``dataset.json`` listing the cases present in ``imagesTr``/``imagesTs`` (written last,
     so its presence marks a complete conversion).
@@ -341,6 +342,7 @@ def write_dataset_json(
         description: free text (origin, processing).
         reference: citation.
         licence: licence / terms of use.
+        modality: imaging modality of channel 0, default ``"EM"`` (``"CT"`` for CT sets).
 
     Returns:
         path of the written file.
@@ -352,7 +354,7 @@ def write_dataset_json(
         "reference": reference,
         "licence": licence,
         "tensorImageSize": "3D",
-        "modality": {"0": "EM"},
+        "modality": {"0": modality},
         "labels": {str(v): k for k, v in sorted(labels.items(), key=lambda kv: kv[1])},
     }
     for split, key in (("Tr", "training"), ("Ts", "test")):

@@ -2,7 +2,9 @@
 
 ECSD reports Jaccard and Dice (%, Table 1). Per image and class we keep the confusion counts (TP, FP, FN), so the
 report gives the mean over images and the pooled (dataset-level) score from summed counts, which is what
-Lucchi++ results are usually quoted as.
+Lucchi++ results are usually quoted as. BIEDSNet (Table 1) adds the Hausdorff distance; with ``distances=True`` the
+report also gives the 95th-percentile and maximum Hausdorff distance per image and class, in pixels and, where the
+pixel size is known, in mm (distances do not pool, so they have a mean over images only).
 """
 
 from __future__ import annotations
@@ -10,17 +12,24 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import math
 import os
+import warnings
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
 from ignite.engine import Engine, Events
 
+from .distance import hausdorff_distances
+
 __all__ = ["confusion_counts", "scores_from_counts", "SegmentationReport"]
 
 logger = logging.getLogger(__name__)
+
+# Distance metrics of the report, in the order of the rows of a per-image distance array.
+DISTANCE_METRICS = ("hd95_px", "hd_max_px", "hd95_mm", "hd_max_mm")
 
 
 def confusion_counts(pred: np.ndarray | torch.Tensor, truth: np.ndarray | torch.Tensor, num_classes: int) -> np.ndarray:
@@ -62,21 +71,79 @@ def scores_from_counts(counts: np.ndarray) -> dict[str, np.ndarray]:
     return scores
 
 
+def _nanmean(values: np.ndarray, axis: int | tuple[int, ...] | None = None) -> np.ndarray:
+    """``np.nanmean`` without the warning for all-NaN slices (their mean is NaN: no defined distance)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmean(values, axis=axis)
+
+
+def _label_map(x: np.ndarray | torch.Tensor) -> np.ndarray:
+    """Integer label map without its leading channel axis: ``(1, H, W)`` -> ``(H, W)``."""
+    a = np.asarray(x.detach().cpu() if isinstance(x, torch.Tensor) else x).astype(np.int64)
+    return a[0] if a.ndim >= 3 and a.shape[0] == 1 else a
+
+
+def _json_safe(value: Any) -> Any:
+    """Copy of a summary with NaN floats as ``None``, so that ``json.dumps`` writes ``null`` (valid JSON)."""
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value
+
+
+def _csv_cell(value: Any) -> Any:
+    """CSV cell: empty for a missing or NaN value (undefined distance, no pixel size, pooled distance)."""
+    return "" if value is None or (isinstance(value, float) and math.isnan(value)) else value
+
+
 class SegmentationReport:
     """Ignite handler: per-image, per-class scores (Dice, Jaccard, precision, recall, accuracy), mean and pooled.
 
     Reads each decollated item of ``engine.state.output`` (integer label maps under ``pred_key`` and ``label_key``)
-    and its batch item (``name`` and ``slice``). At the end of the run writes ``metrics.json`` (per image, mean,
-    pooled) and ``metrics.csv`` (one row per image and class) into ``output_dir``, logs the summary and stores the
-    mean foreground Dice / Jaccard in ``engine.state.metrics``.
+    and its batch item (``name``, ``slice`` and, for distances, the pixel size under ``spacing_key``). At the end of
+    the run writes ``metrics.json`` (per image, mean, pooled) and ``metrics.csv`` (one row per image and class, then
+    the mean and pooled rows) into ``output_dir``, logs the summary and stores the mean foreground Dice / Jaccard (and
+    Hausdorff distances) in ``engine.state.metrics``.
+
+    With ``distances=True`` each image also gets, per class, the 95th-percentile and maximum symmetric Hausdorff
+    distance (BIEDSNet, Table 1) from :func:`~emdiff_components.metrics.hausdorff_distances`: ``hd95_px`` and
+    ``hd_max_px`` in pixels, and ``hd95_mm`` / ``hd_max_mm`` when the batch item has a pixel size (NaN otherwise).
+    A distance is 0 where both masks of a class are empty and NaN (JSON ``null``, empty CSV cell) where exactly one
+    is; the mean over images leaves NaN out (``np.nanmean``) and ``hd_undefined`` counts, per class, the images whose
+    pixel distance is undefined. Distances do not pool, so the pooled rows have none. Summary keys
+    ``mean_hd95_px``, ``mean_hd_max_px``, ``mean_hd95_mm``, ``mean_hd_max_mm`` are the nanmean over images and
+    foreground classes (as ``mean_dice`` is the mean over images and foreground classes).
 
     Args:
         output_dir: folder of the report files (created).
-        num_classes: classes including background.
+        num_classes: classes including background (default 2).
         class_names: names of the classes (default ``class_0 ...``); background is reported but left out of the
-            ``mean_dice`` / ``mean_jaccard`` summary.
-        pred_key: output key of the predicted label map ``(1, H, W)``.
-        label_key: output key of the true label map ``(1, H, W)``.
+            ``mean_*`` / ``pooled_*`` summary keys.
+        pred_key: output key of the predicted label map ``(1, H, W)`` (default ``"pred"``).
+        label_key: output key of the true label map ``(1, H, W)`` (default ``"label"``).
+        distances: also report Hausdorff distances (default ``False``: ECSD's evaluate; BIEDSNet turns it on).
+        spacing_key: batch-item key of the in-plane pixel size in mm, 2 values in ``(y, x)`` order (a sequence,
+            array or tensor, also as left by collation); an absent key, ``None`` or NaN means unknown (no mm
+            distances for that image). ``None`` (argument): never report mm. Default ``"spacing"``.
+
+    Raises:
+        ValueError: ``class_names`` does not have ``num_classes`` names; during the run, a pixel size that is not
+            2 positive finite numbers.
+        TypeError: during the run, a pixel size that is not numeric.
+
+    Example:
+        >>> from ignite.engine import Engine
+        >>> square = torch.zeros(1, 8, 8, dtype=torch.long)
+        >>> square[:, 2:5, 2:5] = 1
+        >>> item = {"name": "a", "spacing": (0.5, 0.5), "pred": square.roll(2, -1), "label": square}
+        >>> evaluator = Engine(lambda engine, batch: batch)  # the output items carry pred and label
+        >>> SegmentationReport(tmp_dir, class_names=["bg", "mito"], distances=True).attach(evaluator)
+        >>> evaluator.run([[item]]).metrics["mean_hd_max_mm"]  # 2 px at 0.5 mm; also writes tmp_dir/metrics.*
+        1.0
     """
 
     def __init__(
@@ -86,6 +153,8 @@ class SegmentationReport:
         class_names: Sequence[str] | None = None,
         pred_key: str = "pred",
         label_key: str = "label",
+        distances: bool = False,
+        spacing_key: str | None = "spacing",
     ) -> None:
         if class_names is not None and len(class_names) != num_classes:
             raise ValueError(f"SegmentationReport: {len(class_names)} class_names for {num_classes} classes.")
@@ -94,7 +163,10 @@ class SegmentationReport:
         self.class_names = list(class_names) if class_names else [f"class_{i}" for i in range(num_classes)]
         self.pred_key = pred_key
         self.label_key = label_key
-        self.rows: list[tuple[str, int, np.ndarray]] = []
+        self.distances = bool(distances)
+        self.spacing_key = spacing_key
+        # (name, slice, confusion counts (C, 4), distances (4, C) or None, pixel size or None)
+        self.rows: list[tuple[str, int, np.ndarray, np.ndarray | None, tuple[float, ...] | None]] = []
 
     def attach(self, engine: Engine) -> None:
         engine.add_event_handler(Events.STARTED, self.reset)
@@ -107,18 +179,60 @@ class SegmentationReport:
     def update(self, engine: Engine) -> None:
         batch, output = engine.state.batch, engine.state.output
         for item, out in zip(batch, output):
-            counts = confusion_counts(out[self.pred_key], out[self.label_key], self.num_classes)
-            self.rows.append((str(item.get("name", len(self.rows))), int(item.get("slice", 0)), counts))
+            pred, truth = out[self.pred_key], out[self.label_key]
+            counts = confusion_counts(pred, truth, self.num_classes)
+            name = str(item.get("name", len(self.rows)))
+            dist, spacing = None, None
+            if self.distances:
+                p, g = _label_map(pred), _label_map(truth)
+                spacing = self._spacing(item, p.ndim, name)
+                dist = self._distances(p, g, spacing)
+            self.rows.append((name, int(item.get("slice", 0)), counts, dist, spacing))
+
+    def _spacing(self, item: Any, ndim: int, name: str) -> tuple[float, ...] | None:
+        """Pixel size in mm of a batch item, or ``None`` where it is unknown."""
+        if self.spacing_key is None or not isinstance(item, Mapping) or item.get(self.spacing_key) is None:
+            return None
+        value = item[self.spacing_key]
+        try:
+            if isinstance(value, torch.Tensor):
+                value = value.detach().cpu().numpy()
+            elif isinstance(value, (list, tuple)):  # decollated collation output: a list of 0-d tensors
+                value = [float(v) for v in value]
+            spacing = np.asarray(value, dtype=np.float64).ravel()
+        except (TypeError, ValueError) as e:
+            raise TypeError(
+                f"SegmentationReport: {self.spacing_key!r} of image {name!r} must be numeric pixel sizes, "
+                f"got {value!r}."
+            ) from e
+        if spacing.size and np.isnan(spacing).all():
+            return None  # a datalist fills NaN for an unknown pixel size so that items still collate
+        if spacing.size != ndim or not np.all(np.isfinite(spacing) & (spacing > 0)):
+            raise ValueError(
+                f"SegmentationReport: {self.spacing_key!r} of image {name!r} must be {ndim} positive pixel sizes "
+                f"in mm, (y, x) order, got {spacing.tolist()}."
+            )
+        return tuple(spacing.tolist())
+
+    def _distances(self, pred: np.ndarray, truth: np.ndarray, spacing: tuple[float, ...] | None) -> np.ndarray:
+        """``(4, num_classes)`` rows ``DISTANCE_METRICS``; the mm rows are NaN without a pixel size."""
+        dist = np.full((len(DISTANCE_METRICS), self.num_classes), np.nan)
+        px = hausdorff_distances(pred, truth, self.num_classes)
+        dist[0], dist[1] = px["hd95"], px["hd_max"]
+        if spacing is not None:
+            mm = hausdorff_distances(pred, truth, self.num_classes, spacing=spacing)
+            dist[2], dist[3] = mm["hd95"], mm["hd_max"]
+        return dist
 
     def summary(self) -> dict[str, Any]:
-        """Per-image scores, their mean per class, and pooled scores per class."""
+        """Per-image scores, their mean per class, and pooled scores per class (NaN for undefined distances)."""
         if not self.rows:
             raise RuntimeError("SegmentationReport: no images were evaluated.")
-        all_counts = np.stack([c for _, _, c in self.rows])
+        all_counts = np.stack([row[2] for row in self.rows])
         per_image = scores_from_counts(all_counts)
         pooled = scores_from_counts(all_counts.sum(0))
         result: dict[str, Any] = {"num_images": len(self.rows), "classes": self.class_names, "per_image": []}
-        for i, (name, z, _) in enumerate(self.rows):
+        for i, (name, z, *_) in enumerate(self.rows):
             result["per_image"].append(
                 {"name": name, "slice": z, **{m: dict(zip(self.class_names, per_image[m][i].tolist())) for m in per_image}}
             )
@@ -129,14 +243,29 @@ class SegmentationReport:
         result["mean_jaccard"] = float(per_image["jaccard"][:, foreground].mean())
         result["pooled_dice"] = float(pooled["dice"][foreground].mean())
         result["pooled_jaccard"] = float(pooled["jaccard"][foreground].mean())
+        if self.distances:
+            self._add_distances(result)
         return result
+
+    def _add_distances(self, result: dict[str, Any]) -> None:
+        """Put the Hausdorff distances into a summary: per image, nanmean per class, undefined counts, ``mean_hd*``."""
+        dist = np.stack([row[3] for row in self.rows])  # (N, 4, C)
+        names = self.class_names
+        for entry, (*_, d, spacing) in zip(result["per_image"], self.rows):
+            entry.update({m: dict(zip(names, d[k].tolist())) for k, m in enumerate(DISTANCE_METRICS)})
+            entry["spacing"] = list(spacing) if spacing is not None else None
+        means, foreground = _nanmean(dist, axis=0), _nanmean(dist[:, :, 1:], axis=(0, 2))
+        result["mean"].update({m: dict(zip(names, means[k].tolist())) for k, m in enumerate(DISTANCE_METRICS)})
+        result["hd_undefined"] = dict(zip(names, np.isnan(dist[:, 0]).sum(0).tolist()))
+        result["hd_mm_images"] = sum(row[4] is not None for row in self.rows)
+        result.update({f"mean_{m}": float(foreground[k]) for k, m in enumerate(DISTANCE_METRICS)})
 
     def write(self, engine: Engine | None = None) -> dict[str, Any]:
         summary = self.summary()
         self.output_dir.mkdir(parents=True, exist_ok=True)
         json_path, csv_path = self.output_dir / "metrics.json", self.output_dir / "metrics.csv"
         tmp = json_path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(summary, indent=2))
+        tmp.write_text(json.dumps(_json_safe(summary), indent=2, allow_nan=False))
         os.replace(tmp, json_path)
         with open(csv_path.with_suffix(".csv.tmp"), "w", newline="") as f:
             writer = csv.writer(f)
@@ -144,10 +273,11 @@ class SegmentationReport:
             writer.writerow(["name", "slice", "class", *metrics])
             for entry in summary["per_image"]:
                 for cls in self.class_names:
-                    writer.writerow([entry["name"], entry["slice"], cls, *(entry[m][cls] for m in metrics)])
+                    writer.writerow([entry["name"], entry["slice"], cls, *(_csv_cell(entry[m][cls]) for m in metrics)])
             for kind in ("mean", "pooled"):
                 for cls in self.class_names:
-                    writer.writerow([kind, "", cls, *(summary[kind][m][cls] for m in metrics)])
+                    values = (summary[kind].get(m, {}).get(cls) for m in metrics)  # pooled: no distances
+                    writer.writerow([kind, "", cls, *map(_csv_cell, values)])
         os.replace(csv_path.with_suffix(".csv.tmp"), csv_path)
         logger.info(
             "%d images: mean Dice %.4f, mean Jaccard %.4f, pooled Dice %.4f, pooled Jaccard %.4f (foreground classes); "
@@ -155,7 +285,16 @@ class SegmentationReport:
             summary["num_images"], summary["mean_dice"], summary["mean_jaccard"], summary["pooled_dice"],
             summary["pooled_jaccard"], json_path,
         )
+        keys = ["mean_dice", "mean_jaccard", "pooled_dice", "pooled_jaccard"]
+        if self.distances:
+            keys += [f"mean_{m}" for m in DISTANCE_METRICS]
+            logger.info(
+                "mean HD95 %.3f px (%.3f mm), mean max HD %.3f px (%.3f mm) (foreground classes, %d of %d images with "
+                "a pixel size); images with an undefined distance per class: %s",
+                summary["mean_hd95_px"], summary["mean_hd95_mm"], summary["mean_hd_max_px"], summary["mean_hd_max_mm"],
+                summary["hd_mm_images"], summary["num_images"], summary["hd_undefined"],
+            )
         if engine is not None:
-            for key in ("mean_dice", "mean_jaccard", "pooled_dice", "pooled_jaccard"):
+            for key in keys:
                 engine.state.metrics[key] = summary[key]
         return summary

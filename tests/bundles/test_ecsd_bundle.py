@@ -2,12 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import os
-import shutil
-import subprocess
-import sys
 import tempfile
 import unittest
 from pathlib import Path
@@ -18,13 +13,11 @@ import torch
 from ignite.engine import Events
 from monai.bundle import ConfigWorkflow
 
-from emdiff_components.data import DatasetError
-from emdiff_components.engines import CheckpointError
+import bundle_testing
+from bundle_testing import REPO, BadInputCases, convert, shared_data_or_skip
 
-REPO = Path(__file__).resolve().parents[2]
 BUNDLE = REPO / "bundles" / "ecsd"
 CONFIGS = BUNDLE / "configs"
-SHARED = Path(os.environ.get("EMDIFF_SHARED_DATA", REPO.parent / "shared" / "data"))
 
 # small but real: tiny width, 2 sampler steps, 64 x 64 patches
 FAST = {
@@ -36,36 +29,12 @@ FAST = {
 }
 
 
-def shared_data_or_skip(test: unittest.TestCase) -> Path:
-    if SHARED.is_dir():
-        return SHARED
-    if os.environ.get("CI") == "true":
-        test.fail(f"shared data folder {SHARED} is missing (set EMDIFF_SHARED_DATA)")
-    test.skipTest(f"shared data folder {SHARED} is missing")
-
-
-def convert(name: str, out_dir: Path) -> Path:
-    spec = importlib.util.spec_from_file_location("convert_shared_data", REPO / "scripts" / "convert_shared_data.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return Path(module.convert(name, out_dir, shared_dir=SHARED))
-
-
 def workflow(config: str | list[str], workflow_type: str, **override) -> ConfigWorkflow:
-    files = [str(CONFIGS / c) for c in ([config] if isinstance(config, str) else config)]
-    wf = ConfigWorkflow(
-        config_file=files, meta_file=str(CONFIGS / "metadata.json"), logging_file=str(CONFIGS / "logging.conf"),
-        workflow_type=workflow_type, **override,
-    )
-    return wf
+    return bundle_testing.workflow(CONFIGS, config, workflow_type, **override)
 
 
 def run(config, workflow_type: str, **override) -> ConfigWorkflow:
-    wf = workflow(config, workflow_type, **override)
-    wf.initialize()
-    wf.run()
-    wf.finalize()
-    return wf
+    return bundle_testing.run(CONFIGS, config, workflow_type, **override)
 
 
 class TestECSDBundleConfigs(unittest.TestCase):
@@ -111,18 +80,7 @@ class TestECSDBundleConfigs(unittest.TestCase):
         self.assertFalse(parser["use_boundary_loss"])
 
     def test_metadata_verifies_offline(self):
-        schema = REPO.parent / "shared" / "schema" / "meta_schema_20240725.json"
-        if not schema.is_file():
-            self.skipTest("no local copy of the MONAI meta schema")
-        with tempfile.TemporaryDirectory() as tmp:
-            shutil.copy(schema, Path(tmp) / "schema.json")
-            result = subprocess.run(
-                [sys.executable, "-m", "monai.bundle", "verify_metadata", "--meta_file", str(CONFIGS / "metadata.json"),
-                 "--filepath", str(Path(tmp) / "schema.json")],
-                capture_output=True, text=True,
-            )
-            self.assertEqual(result.returncode, 0, result.stderr[-2000:])
-            self.assertIn("metadata is verified", result.stdout + result.stderr)
+        bundle_testing.assert_metadata_verifies(self, CONFIGS)
 
 
 class TestECSDBundleEndToEnd(unittest.TestCase):
@@ -193,68 +151,8 @@ class TestECSDBundleEndToEnd(unittest.TestCase):
             self.assertEqual(wf.trainer.state.iteration, 2 * per_epoch)
 
 
-class TestECSDBundleBadInput(unittest.TestCase):
-    def _layout(self, root: Path, image_shape=(32, 32), label_shape=(32, 32), label_value=1) -> Path:
-        for split in ("imagesTr", "labelsTr"):
-            (root / split).mkdir(parents=True)
-        tifffile.imwrite(root / "imagesTr" / "a.tif", np.zeros(image_shape, np.uint8))
-        label = np.zeros(label_shape, np.uint8)
-        label[:4, :4] = label_value
-        tifffile.imwrite(root / "labelsTr" / "a.tif", label)
-        return root
-
-    def _initialize_train(self, dataset: Path, root: Path):
-        wf = workflow("train.json", "train", bundle_root=str(root), dataset_dir=str(dataset), epochs=1, **FAST)
-        wf.initialize()
-        return wf
-
-    def assert_fails_before_training(self, dataset: Path, root: Path, error: type, pattern: str) -> None:
-        """MONAI wraps config errors in a RuntimeError; the cause is ours and names the file and the problem."""
-        with self.assertRaises(Exception) as ctx:
-            self._initialize_train(dataset, root).run()
-        cause = _find_cause(ctx.exception, error)
-        self.assertIsInstance(cause, error)
-        self.assertRegex(str(cause), pattern)
-        self.assertFalse((root / "models" / "checkpoint.pt").exists())
-
-    def test_empty_folder(self):
-        with tempfile.TemporaryDirectory() as tmp:
-            (Path(tmp) / "data" / "imagesTr").mkdir(parents=True)
-            self.assert_fails_before_training(Path(tmp) / "data", Path(tmp), DatasetError, "imagesTr.*empty|empty.*imagesTr")
-
-    def test_shape_mismatch(self):
-        with tempfile.TemporaryDirectory() as tmp:
-            data = self._layout(Path(tmp) / "data", label_shape=(32, 30))
-            self.assert_fails_before_training(data, Path(tmp), DatasetError, r"a\.tif.*\(32, 32\).*\(32, 30\)")
-
-    def test_label_outside_classes(self):
-        with tempfile.TemporaryDirectory() as tmp:
-            data = self._layout(Path(tmp) / "data", label_value=7)
-            self.assert_fails_before_training(data, Path(tmp), DatasetError, r"a\.tif.*\[7\]")
-
-    def test_unreadable_file(self):
-        with tempfile.TemporaryDirectory() as tmp:
-            data = self._layout(Path(tmp) / "data")
-            (data / "imagesTr" / "a.tif").write_bytes(b"not a tiff")
-            self.assert_fails_before_training(data, Path(tmp), DatasetError, r"imagesTr/a\.tif")
-
-    def test_wrong_checkpoint(self):
-        with tempfile.TemporaryDirectory() as tmp:
-            ckpt = Path(tmp) / "other.pt"
-            torch.save(torch.nn.Linear(3, 3).state_dict(), ckpt)
-            wf = workflow("inference.json", "infer", bundle_root=tmp, ckpt_path=str(ckpt), **FAST)
-            with self.assertRaises(Exception) as ctx:
-                wf.initialize()
-            cause = _find_cause(ctx.exception, CheckpointError)
-            self.assertIsInstance(cause, CheckpointError)
-            self.assertRegex(str(cause), "other.pt.*does not fit ECSDUNet")
-
-
-def _find_cause(err: BaseException | None, kind: type) -> BaseException | None:
-    """The first exception of ``kind`` in the chain of causes (MONAI wraps config errors in RuntimeError)."""
-    while err is not None and not isinstance(err, kind):
-        err = err.__cause__ or err.__context__
-    return err
+class TestECSDBundleBadInput(BadInputCases, unittest.TestCase):
+    CONFIGS, FAST, NETWORK = CONFIGS, FAST, "ECSDUNet"
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import tempfile
 import unittest
 from types import SimpleNamespace
@@ -10,6 +11,7 @@ import numpy as np
 import torch
 from monai.metrics import DiceMetric, MeanIoU
 from monai.networks.utils import one_hot
+from ignite.engine import Engine
 from parameterized import parameterized
 
 from emdiff_components.metrics import SegmentationReport, confusion_counts, scores_from_counts
@@ -88,6 +90,135 @@ class TestSegmentationReport(unittest.TestCase):
             SegmentationReport("x", num_classes=3, class_names=["a"])
         with self.assertRaisesRegex(RuntimeError, "no images"):
             SegmentationReport("x").summary()
+
+
+def square(top: int = 2, left: int = 2, size: int = 3, shape=(10, 10)) -> torch.Tensor:
+    """``(1, H, W)`` label map with a ``size`` x ``size`` square of class 1."""
+    m = torch.zeros(1, *shape, dtype=torch.long)
+    m[:, top : top + size, left : left + size] = 1
+    return m
+
+
+def run_report(report: SegmentationReport, batches: list[list[dict]]) -> Engine:
+    """Drive the handler with a real ignite Engine; each batch item carries its own pred and label."""
+    engine = Engine(lambda e, batch: [{"pred": item["pred"], "label": item["label"]} for item in batch])
+    report.attach(engine)
+    engine.run(batches, max_epochs=1)
+    return engine
+
+
+# (name, pixel size as it may reach the handler, expected class-1 hd_max in mm for a square shifted 2 px along x)
+SPACING_CASES = [
+    ("iso_tuple", (0.5, 0.5), 1.0),
+    ("collated_tensor", torch.tensor([0.5, 0.5], dtype=torch.float64), 1.0),
+    ("decollated_list", [torch.tensor(0.5), torch.tensor(0.5)], 1.0),
+    ("coarse_y_only", np.array([1.0, 0.5]), 1.0),  # (y, x) order: the shift is along x, 2 x 0.5 mm
+    ("coarse_x", [0.5, 1.0], 2.0),
+    ("nan_is_unknown", [math.nan, math.nan], math.nan),
+    ("none_is_unknown", None, math.nan),
+]
+
+# (name, pixel size, error, message)
+BAD_SPACING = [
+    ("three_values", [0.5, 0.5, 0.5], ValueError, "SegmentationReport.*'spacing'.*image 'a'.*2 positive"),
+    ("negative", [0.5, -0.5], ValueError, "SegmentationReport.*'spacing'.*2 positive"),
+    ("partly_nan", [0.5, math.nan], ValueError, "SegmentationReport.*'spacing'.*2 positive"),
+    ("text", "half", TypeError, "SegmentationReport.*'spacing'.*numeric"),
+]
+
+
+class TestSegmentationReportDistances(unittest.TestCase):
+    def test_two_image_report_by_hand(self):
+        # classes bg, mito, other (other is empty everywhere: both masks empty -> distance 0)
+        spacing = torch.tensor([0.5, 0.5])
+        shifted = {"name": "a", "slice": 0, "pred": square(left=4), "label": square(), "spacing": spacing}
+        missed = {"name": "a", "slice": 1, "pred": torch.zeros(1, 10, 10, dtype=torch.long), "label": square()}
+        with tempfile.TemporaryDirectory() as tmp:
+            report = SegmentationReport(tmp, num_classes=3, class_names=["bg", "mito", "other"], distances=True)
+            engine = run_report(report, [[shifted], [missed]])
+            summary = report.summary()
+            first, second = summary["per_image"]
+            # image 1: boundary pixels of the shifted square are at most 2 px (1.0 mm) from the true boundary
+            for m, v in (("hd95_px", 2.0), ("hd_max_px", 2.0), ("hd95_mm", 1.0), ("hd_max_mm", 1.0)):
+                self.assertAlmostEqual(first[m]["mito"], v, places=5)
+                self.assertEqual(first[m]["other"], 0.0)
+            self.assertEqual(first["spacing"], [0.5, 0.5])
+            # image 2: empty prediction against a square -> undefined; no pixel size -> no mm at all
+            self.assertTrue(math.isnan(second["hd95_px"]["mito"]) and math.isnan(second["hd_max_px"]["mito"]))
+            self.assertEqual(second["hd95_px"]["other"], 0.0)
+            self.assertTrue(all(math.isnan(second["hd95_mm"][c]) for c in ("bg", "mito", "other")))
+            self.assertIsNone(second["spacing"])
+            # mean over images leaves the NaN image out; mean_* over images and foreground classes
+            self.assertAlmostEqual(summary["mean"]["hd95_px"]["mito"], 2.0, places=5)
+            self.assertAlmostEqual(summary["mean"]["hd_max_mm"]["mito"], 1.0, places=5)
+            self.assertEqual(summary["hd_undefined"], {"bg": 0, "mito": 1, "other": 0})
+            self.assertEqual(summary["hd_mm_images"], 1)
+            self.assertAlmostEqual(summary["mean_hd95_px"], (2 + 0 + 0) / 3, places=5)  # NaN of image 2 left out
+            self.assertAlmostEqual(summary["mean_hd_max_mm"], (1 + 0) / 2, places=5)  # image 2 has no mm
+            self.assertAlmostEqual(engine.state.metrics["mean_hd95_px"], 2 / 3, places=5)
+            self.assertAlmostEqual(engine.state.metrics["mean_hd95_mm"], 0.5, places=5)
+            # overlap scores unchanged: mito dice 2*3/(6+6+6) = 1/3 and 0, other 1 and 1
+            self.assertAlmostEqual(summary["mean_dice"], (1 / 3 + 0 + 1 + 1) / 4)
+            self.assertNotIn("hd95_px", summary["pooled"])
+
+            text = open(f"{tmp}/metrics.json").read()
+            self.assertNotIn("NaN", text)
+            saved = json.loads(text)
+            self.assertIsNone(saved["per_image"][1]["hd95_px"]["mito"])
+            self.assertIsNone(saved["per_image"][1]["hd_max_mm"]["other"])
+            self.assertEqual(saved["hd_undefined"]["mito"], 1)
+            self.assertAlmostEqual(saved["mean_hd_max_px"], 2 / 3, places=5)
+
+            rows = list(csv.DictReader(open(f"{tmp}/metrics.csv")))
+            self.assertEqual(len(rows), 2 * 3 + 2 * 3)
+            self.assertEqual(list(rows[0])[-4:], ["hd95_px", "hd_max_px", "hd95_mm", "hd_max_mm"])
+            by_key = {(r["name"], r["slice"], r["class"]): r for r in rows}
+            self.assertAlmostEqual(float(by_key[("a", "0", "mito")]["hd_max_mm"]), 1.0, places=5)
+            self.assertEqual(by_key[("a", "1", "mito")]["hd95_px"], "")  # undefined
+            self.assertEqual(by_key[("a", "1", "other")]["hd95_mm"], "")  # no pixel size
+            self.assertAlmostEqual(float(by_key[("mean", "", "mito")]["hd95_px"]), 2.0, places=5)
+            pooled = by_key[("pooled", "", "mito")]
+            self.assertEqual([pooled[m] for m in ("hd95_px", "hd_max_px", "hd95_mm", "hd_max_mm")], [""] * 4)
+            self.assertAlmostEqual(float(pooled["dice"]), 2 * 3 / (2 * 3 + 6 + 15))  # TP 3, FP 6, FN 6 + 9
+
+    @parameterized.expand(SPACING_CASES)
+    def test_spacing_forms_and_axis_order(self, _, spacing, expected_mm):
+        item = {"name": "a", "pred": square(left=4), "label": square(), "spacing": spacing}
+        with tempfile.TemporaryDirectory() as tmp:
+            report = SegmentationReport(tmp, distances=True)
+            run_report(report, [[item]])
+            entry = report.summary()["per_image"][0]
+        np.testing.assert_allclose(entry["hd_max_mm"]["class_1"], expected_mm, rtol=1e-5)
+        self.assertAlmostEqual(entry["hd_max_px"]["class_1"], 2.0, places=5)
+
+    def test_identical_maps_have_zero_distance(self):
+        g = torch.Generator().manual_seed(0)
+        labels = torch.randint(0, 3, (1, 16, 16), generator=g)
+        item = {"name": "a", "pred": labels, "label": labels.clone(), "spacing": (0.3, 0.7)}
+        with tempfile.TemporaryDirectory() as tmp:
+            report = SegmentationReport(tmp, num_classes=3, distances=True)
+            summary = run_report(report, [[item]]).state.metrics
+        self.assertEqual([summary[f"mean_{m}"] for m in ("hd95_px", "hd_max_px", "hd95_mm", "hd_max_mm")], [0.0] * 4)
+
+    def test_spacing_key_none_and_distances_off(self):
+        item = {"name": "a", "pred": square(left=4), "label": square(), "spacing": (0.5, 0.5)}
+        with tempfile.TemporaryDirectory() as tmp:
+            no_mm = SegmentationReport(tmp, distances=True, spacing_key=None)
+            run_report(no_mm, [[item]])
+            self.assertTrue(math.isnan(no_mm.summary()["mean_hd95_mm"]))
+            self.assertEqual(no_mm.summary()["hd_mm_images"], 0)
+            off = SegmentationReport(tmp, distances=False)
+            engine = run_report(off, [[item]])
+            summary = json.load(open(f"{tmp}/metrics.json"))
+        self.assertFalse(any("hd" in key for key in summary) or any("hd" in key for key in engine.state.metrics))
+        scores = {"name", "slice", "dice", "jaccard", "precision", "recall", "accuracy"}
+        self.assertEqual(set(summary["per_image"][0]), scores)
+
+    @parameterized.expand(BAD_SPACING)
+    def test_bad_spacing(self, _, spacing, error, message):
+        item = {"name": "a", "pred": square(), "label": square(), "spacing": spacing}
+        with tempfile.TemporaryDirectory() as tmp, self.assertRaisesRegex(error, message):
+            run_report(SegmentationReport(tmp, distances=True), [[item]])
 
 
 if __name__ == "__main__":

@@ -1,0 +1,143 @@
+"""Helpers the bundle tests share: running a bundle's configs, the shared data, the bad-input cases every bundle has."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import unittest
+from pathlib import Path
+
+import numpy as np
+import tifffile
+import torch
+from monai.bundle import ConfigWorkflow
+
+from emdiff_components.data import DatasetError
+from emdiff_components.engines import CheckpointError
+
+REPO = Path(__file__).resolve().parents[2]
+SHARED = Path(os.environ.get("EMDIFF_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+def shared_data_or_skip(test: unittest.TestCase) -> Path:
+    """The shared data folder; a missing folder fails the test under CI and skips it elsewhere."""
+    if SHARED.is_dir():
+        return SHARED
+    if os.environ.get("CI") == "true":
+        test.fail(f"shared data folder {SHARED} is missing (set EMDIFF_SHARED_DATA)")
+    test.skipTest(f"shared data folder {SHARED} is missing")
+
+
+def convert(name: str, out_dir: Path) -> Path:
+    """Write shared data set ``name`` in the MSD layout with ``scripts/convert_shared_data.py``."""
+    spec = importlib.util.spec_from_file_location("convert_shared_data", REPO / "scripts" / "convert_shared_data.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return Path(module.convert(name, out_dir, shared_dir=SHARED))
+
+
+def workflow(configs: Path, config: str | list[str], workflow_type: str, **override) -> ConfigWorkflow:
+    files = [str(configs / c) for c in ([config] if isinstance(config, str) else config)]
+    return ConfigWorkflow(
+        config_file=files, meta_file=str(configs / "metadata.json"), logging_file=str(configs / "logging.conf"),
+        workflow_type=workflow_type, **override,
+    )
+
+
+def run(configs: Path, config, workflow_type: str, **override) -> ConfigWorkflow:
+    wf = workflow(configs, config, workflow_type, **override)
+    wf.initialize()
+    wf.run()
+    wf.finalize()
+    return wf
+
+
+def assert_metadata_verifies(test: unittest.TestCase, configs: Path) -> None:
+    """``monai.bundle verify_metadata`` against the local copy of MONAI's schema (it would download it otherwise)."""
+    schema = REPO.parent / "shared" / "schema" / "meta_schema_20240725.json"
+    if not schema.is_file():
+        test.skipTest("no local copy of the MONAI meta schema")
+    with tempfile.TemporaryDirectory() as tmp:
+        shutil.copy(schema, Path(tmp) / "schema.json")
+        result = subprocess.run(
+            [sys.executable, "-m", "monai.bundle", "verify_metadata", "--meta_file", str(configs / "metadata.json"),
+             "--filepath", str(Path(tmp) / "schema.json")],
+            capture_output=True, text=True,
+        )
+    test.assertEqual(result.returncode, 0, result.stderr[-2000:])
+    test.assertIn("metadata is verified", result.stdout + result.stderr)
+
+
+def find_cause(err: BaseException | None, kind: type) -> BaseException | None:
+    """The first exception of ``kind`` in the chain of causes (MONAI wraps config errors in RuntimeError)."""
+    while err is not None and not isinstance(err, kind):
+        err = err.__cause__ or err.__context__
+    return err
+
+
+class BadInputCases:
+    """Bad input every bundle must reject before training starts, with an error naming the file.
+
+    Mix into a ``unittest.TestCase`` that sets ``CONFIGS`` (the bundle's configs folder), ``FAST`` (overrides for a
+    tiny run) and ``NETWORK`` (the network class name the checkpoint error names).
+    """
+
+    CONFIGS: Path
+    FAST: dict
+    NETWORK: str
+
+    def _layout(self, root: Path, image_shape=(32, 32), label_shape=(32, 32), label_value=1) -> Path:
+        for split in ("imagesTr", "labelsTr"):
+            (root / split).mkdir(parents=True)
+        tifffile.imwrite(root / "imagesTr" / "a.tif", np.zeros(image_shape, np.uint8))
+        label = np.zeros(label_shape, np.uint8)
+        label[:4, :4] = label_value
+        tifffile.imwrite(root / "labelsTr" / "a.tif", label)
+        return root
+
+    def assert_fails_before_training(self, dataset: Path, root: Path, error: type, pattern: str) -> None:
+        with self.assertRaises(Exception) as ctx:
+            wf = workflow(self.CONFIGS, "train.json", "train", bundle_root=str(root), dataset_dir=str(dataset),
+                          epochs=1, **self.FAST)
+            wf.initialize()
+            wf.run()
+        cause = find_cause(ctx.exception, error)
+        self.assertIsInstance(cause, error)
+        self.assertRegex(str(cause), pattern)
+        self.assertFalse((root / "models" / "checkpoint.pt").exists())
+
+    def test_empty_folder(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            (Path(tmp) / "data" / "imagesTr").mkdir(parents=True)
+            self.assert_fails_before_training(Path(tmp) / "data", Path(tmp), DatasetError, "imagesTr.*empty|empty.*imagesTr")
+
+    def test_shape_mismatch(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            data = self._layout(Path(tmp) / "data", label_shape=(32, 30))
+            self.assert_fails_before_training(data, Path(tmp), DatasetError, r"a\.tif.*\(32, 32\).*\(32, 30\)")
+
+    def test_label_outside_classes(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            data = self._layout(Path(tmp) / "data", label_value=7)
+            self.assert_fails_before_training(data, Path(tmp), DatasetError, r"a\.tif.*\[7\]")
+
+    def test_unreadable_file(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            data = self._layout(Path(tmp) / "data")
+            (data / "imagesTr" / "a.tif").write_bytes(b"not a tiff")
+            self.assert_fails_before_training(data, Path(tmp), DatasetError, r"imagesTr/a\.tif")
+
+    def test_wrong_checkpoint(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            ckpt = Path(tmp) / "other.pt"
+            torch.save(torch.nn.Linear(3, 3).state_dict(), ckpt)
+            wf = workflow(self.CONFIGS, "inference.json", "infer", bundle_root=tmp, ckpt_path=str(ckpt), **self.FAST)
+            with self.assertRaises(Exception) as ctx:
+                wf.initialize()
+            cause = find_cause(ctx.exception, CheckpointError)
+            self.assertIsInstance(cause, CheckpointError)
+            self.assertRegex(str(cause), f"other.pt.*does not fit {self.NETWORK}")

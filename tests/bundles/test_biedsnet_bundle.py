@@ -1,0 +1,234 @@
+"""End-to-end runs of the BIEDSNet bundle: COVID-19 CT slices, a NIfTI CT volume, ISBI 2012 membranes, bad input."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import unittest
+from pathlib import Path
+
+import cv2
+import nibabel as nib
+import numpy as np
+import tifffile
+import torch
+from monai.bundle import ConfigParser, ConfigWorkflow
+
+import bundle_testing
+from bundle_testing import REPO, BadInputCases, convert, find_cause, shared_data_or_skip
+from emdiff_components.data import DatasetError
+
+BUNDLE = REPO / "bundles" / "biedsnet"
+CONFIGS = BUNDLE / "configs"
+OVERLAYS = ("no_bffm.json", "no_adrb.json", "mse_loss.json", "no_deep_supervision.json")
+
+# small but real: narrow network, 64 x 64 working size, 2 DDIM steps, ensembles of 2
+FAST = {
+    "channels": [8, 16, 16, 32, 32],
+    "num_res_blocks": 1,
+    "image_size": [64, 64],
+    "patch_size": [64, 64],
+    "batch_size": 4,
+    "val_num_inference_steps": 2,
+    "num_inference_steps": 2,
+    "num_samples": 2,
+    "progress": False,
+}
+
+
+def workflow(config: str | list[str], workflow_type: str, **override) -> ConfigWorkflow:
+    return bundle_testing.workflow(CONFIGS, config, workflow_type, **override)
+
+
+def run(config, workflow_type: str, **override) -> ConfigWorkflow:
+    return bundle_testing.run(CONFIGS, config, workflow_type, **override)
+
+
+def ct_volume(shared: Path, out: Path, num_slices: int = 6, empty_slices: int = 2) -> Path:
+    """A NIfTI CT volume (HU-like int16, 0.7 x 0.7 x 5 mm) stacked from the shared COVID-19 slices, in the layout.
+
+    The last ``empty_slices`` slices get no lesion in their label (a volume's slices above and below the lungs).
+    """
+    source = shared / "covid19_ct_infection_infnet"
+    names = sorted((source / "Imgs").iterdir())[:num_slices]
+    images, labels = [], []
+    for i, path in enumerate(names):
+        image = cv2.resize(cv2.imread(str(path), cv2.IMREAD_GRAYSCALE), (96, 96), interpolation=cv2.INTER_AREA)
+        label = cv2.imread(str(source / "GT_infection" / f"{path.stem}.png"), cv2.IMREAD_GRAYSCALE)
+        label = cv2.resize(label, (96, 96), interpolation=cv2.INTER_NEAREST) > 0
+        images.append(image.astype(np.int16) * 6 - 1000)  # 8-bit display values to a -1000..530 HU-like range
+        labels.append(label & (i < num_slices - empty_slices))
+    affine = np.diag([0.7, 0.7, 5.0, 1.0])
+    for split, sl in (("Tr", slice(None)), ("Ts", slice(None))):
+        for kind, stack in (("images", images), ("labels", labels)):
+            folder = out / f"{kind}{split}"
+            folder.mkdir(parents=True, exist_ok=True)
+            dtype = np.int16 if kind == "images" else np.uint8
+            volume = np.stack(stack[sl]).astype(dtype).T  # (Z, Y, X) -> NIfTI (X, Y, Z)
+            nib.save(nib.Nifti1Image(volume, affine), str(folder / "ct_001.nii.gz"))
+    return out
+
+
+class TestBIEDSNetBundleConfigs(unittest.TestCase):
+    def test_properties(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            wf = workflow("train.json", "train", bundle_root=tmp, **FAST)
+            wf.initialize()
+            self.assertEqual(wf.check_properties(), [])
+            (Path(tmp) / "models").mkdir(exist_ok=True)
+            torch.save(wf.parser.get_parsed_content("network_def").state_dict(), Path(tmp) / "models" / "model.pt")
+            for config in ("inference.json", ["inference.json", "evaluate.json"]):
+                wf = workflow(config, "infer", bundle_root=tmp, **FAST)
+                wf.initialize()
+                self.assertEqual(wf.check_properties(), [], config)
+
+    def test_shared_ids_are_identical(self):
+        train = json.loads((CONFIGS / "train.json").read_text())
+        infer = json.loads((CONFIGS / "inference.json").read_text())
+        for key in ("network_def", "num_classes", "class_names", "intensity_range", "image_size", "patch_size",
+                    "channels", "num_res_blocks", "use_bffm", "use_adrb", "deep_supervision", "num_train_timesteps",
+                    "device", "demo_dir", "dataset_dir", "dataset_root"):
+            self.assertEqual(train[key], infer[key], key)
+        # the same intensity handling at training and inference (LoadSliced differs only in its keys)
+        self.assertEqual(train["load_transforms"][1:3], infer["load_transforms"][1:3])
+
+    def test_paper_defaults(self):
+        parser = ConfigParser()
+        parser.read_config(str(CONFIGS / "train.json"))
+        self.assertEqual(parser["num_train_timesteps"], 1000)
+        self.assertEqual((parser["learning_rate"], parser["weight_decay"], parser["batch_size"]), (1e-4, 1e-8, 8))
+        self.assertEqual(parser["ema_decay"], 0.9999)
+        self.assertEqual(parser["image_size"], [256, 256])
+        self.assertEqual(parser["channels"], [32, 64, 128, 256, 512])
+        self.assertAlmostEqual(sum(parser["deep_supervision_weights"]), 1.0)
+        scheduler = parser.get_parsed_content("diffusion_scheduler")
+        self.assertEqual(type(scheduler).__name__, "DDPMScheduler")
+        betas = scheduler.betas.double().numpy()
+        np.testing.assert_allclose(betas[[0, -1]], [1e-4, 0.02], rtol=1e-6)  # linear 1e-4 .. 0.02 (Ho et al.)
+        np.testing.assert_allclose(np.diff(betas), (0.02 - 1e-4) / 999, rtol=1e-4)
+
+    def test_overlays_resolve(self):
+        """Each ablation overlay changes the switch it names and works with train and inference configs."""
+        switches = {"no_bffm.json": ("use_bffm", False), "no_adrb.json": ("use_adrb", False),
+                    "mse_loss.json": ("loss_mode", "mse"), "no_deep_supervision.json": ("deep_supervision", False)}
+        for overlay in OVERLAYS:
+            for base in ("train.json", "inference.json"):
+                parser = ConfigParser()
+                parser.read_config([str(CONFIGS / base), str(CONFIGS / overlay)])
+                key, value = switches[overlay]
+                if key in parser:
+                    self.assertEqual(parser[key], value, overlay)
+                self.assertIn(overlay.removesuffix(".json"), parser["ckpt_dir" if base == "train.json" else "ckpt_path"])
+        for base, overlay in (("train.json", "multi_gpu_train.json"), ("inference.json", "evaluate.json")):
+            base_parser = ConfigParser()
+            base_parser.read_config(str(CONFIGS / base))
+            for key in json.loads((CONFIGS / overlay).read_text()):
+                parent = key.rsplit("#", 1)[0] if "#" in key else ""
+                self.assertTrue(parent == "" or parent in base_parser, f"{overlay}: {key} has no parent in {base}")
+
+    def test_metadata_verifies_offline(self):
+        bundle_testing.assert_metadata_verifies(self, CONFIGS)
+
+
+class TestBIEDSNetBundleEndToEnd(unittest.TestCase):
+    def _train_infer_evaluate(self, dataset: Path, root: Path, **extra) -> dict:
+        common = {**FAST, "bundle_root": str(root), "dataset_dir": str(dataset), **extra}
+        run("train.json", "train", epochs=1, val_interval=1, **common)
+        for name in ("model.pt", "checkpoint.pt", "best_model.pt"):
+            self.assertTrue((root / "models" / name).is_file(), name)
+        self.assertTrue((root / "outputs" / "train" / "validation.png").is_file())
+        run(["inference.json", "evaluate.json"], "infer", **common)
+        metrics = json.loads((root / "outputs" / "evaluate" / "metrics.json").read_text())
+        self.assertTrue((root / "outputs" / "evaluate" / "metrics.csv").is_file())
+        self.assertTrue((root / "outputs" / "evaluate" / "figure.png").is_file())
+        return metrics
+
+    def test_covid_slices(self):
+        shared_data_or_skip(self)
+        with tempfile.TemporaryDirectory() as tmp:
+            data = convert("covid", Path(tmp) / "data")
+            root = Path(tmp) / "bundle"
+            metrics = self._train_infer_evaluate(data, root, fusion="majority")
+            self.assertEqual(metrics["num_images"], len(list((data / "imagesTs").iterdir())))
+            for key in ("dice", "jaccard", "hd95_px", "hd_max_px", "accuracy", "recall", "precision"):
+                self.assertIn(key, metrics["mean"])
+            # the final model is the EMA of the weights, saved apart from the raw weights
+            checkpoint = torch.load(root / "models" / "checkpoint.pt", weights_only=True)
+            final = torch.load(root / "models" / "model.pt", weights_only=True)
+            key = next(k for k in final if k.endswith("weight"))
+            torch.testing.assert_close(final[key], checkpoint["model"][key])
+            self.assertFalse(torch.equal(final[key], checkpoint["network"][key]))
+            masks = root / "outputs" / "evaluate" / "masks"
+            for image in (data / "imagesTs").iterdir():
+                mask = tifffile.imread(masks / image.name)
+                uncertainty = tifffile.imread(masks / f"{image.stem}_uncertainty.tif")
+                self.assertEqual(mask.shape, tifffile.imread(image).shape)
+                self.assertEqual(uncertainty.shape, mask.shape)
+                self.assertTrue(set(np.unique(mask)) <= {0, 1})
+                self.assertTrue(0.0 <= uncertainty.min() and uncertainty.max() <= 0.5)
+
+    def test_nifti_ct_volume(self):
+        shared = shared_data_or_skip(self)
+        with tempfile.TemporaryDirectory() as tmp:
+            data = ct_volume(shared, Path(tmp) / "data")
+            root = Path(tmp) / "bundle"
+            common = {**FAST, "bundle_root": str(root), "dataset_dir": str(data), "intensity_range": [-1000, 400]}
+            wf = workflow("train.json", "train", **common)
+            wf.initialize()
+            # training takes the axial slices with a lesion only (4 of 6), windowed to [-1, 1]
+            self.assertEqual(sorted(e["slice"] for e in wf.parser.get_parsed_content("datalist")), [0, 1, 2, 3])
+            sample = wf.parser.get_parsed_content("validate#dataset")[0]
+            self.assertGreaterEqual(float(sample["image"].min()), -1.0)
+            self.assertLessEqual(float(sample["image"].max()), 1.0)
+            np.testing.assert_allclose(sample["spacing"], [0.7, 0.7])
+            run("train.json", "train", epochs=1, val_interval=1, val_fraction=0.25, **{k: v for k, v in common.items()})
+            run(["inference.json", "evaluate.json"], "infer", **common)
+            metrics = json.loads((root / "outputs" / "evaluate" / "metrics.json").read_text())
+            self.assertEqual(metrics["num_images"], 6)  # every slice of the test volume is segmented
+            # distances in mm are the pixel distances times the 0.7 mm in-plane spacing
+            for entry in metrics["per_image"]:
+                px, mm = entry["hd_max_px"]["foreground"], entry["hd_max_mm"]["foreground"]
+                if px is not None:
+                    self.assertAlmostEqual(mm, 0.7 * px, places=3)
+            mask = nib.load(str(root / "outputs" / "evaluate" / "masks" / "ct_001.nii.gz"))
+            self.assertEqual(mask.shape, (96, 96, 6))  # a volume in, a volume out, with its geometry
+            np.testing.assert_allclose(mask.affine, np.diag([0.7, 0.7, 5.0, 1.0]))
+            self.assertTrue((root / "outputs" / "evaluate" / "masks" / "ct_001_uncertainty.nii.gz").is_file())
+
+    def test_isbi_membranes_tiled(self):
+        shared_data_or_skip(self)
+        with tempfile.TemporaryDirectory() as tmp:
+            data = convert("isbi_membranes", Path(tmp) / "data")
+            # EM keeps its resolution: no resizing, 64 x 64 patches, tiled sampling of the 512 x 512 test slices
+            metrics = self._train_infer_evaluate(
+                data, Path(tmp) / "bundle", image_size=None, train_slices="0-3", num_samples=1, fusion="mean"
+            )
+            self.assertEqual(metrics["num_images"], 6)  # slices 24-29
+            for entry in metrics["per_image"]:
+                self.assertTrue(0.0 <= entry["dice"]["foreground"] <= 1.0)
+
+
+class TestBIEDSNetBundleBadInput(BadInputCases, unittest.TestCase):
+    CONFIGS, FAST, NETWORK = CONFIGS, FAST, "BIEDSNet"
+
+    def test_ct_volume_without_lesion(self):
+        shared = shared_data_or_skip(self)
+        with tempfile.TemporaryDirectory() as tmp:
+            data = ct_volume(shared, Path(tmp) / "data", num_slices=3, empty_slices=3)
+            self.assert_fails_before_training(
+                data, Path(tmp), DatasetError, r"ct_001\.nii\.gz' has no foreground in any of its 3 slices"
+            )
+
+    def test_unknown_sampler(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            wf = workflow("inference.json", "infer", bundle_root=tmp, sampler="ddpm2", **FAST)
+            (Path(tmp) / "models").mkdir()
+            torch.save(wf.parser.get_parsed_content("network_def").state_dict(), Path(tmp) / "models" / "model.pt")
+            wf.initialize()
+            with self.assertRaises(Exception) as ctx:
+                wf.run()
+            self.assertRegex(str(find_cause(ctx.exception, ValueError)), "sampler must be one of")
+
+
+if __name__ == "__main__":
+    unittest.main()
