@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -70,6 +71,14 @@ def assert_metadata_verifies(test: unittest.TestCase, configs: Path) -> None:
         )
     test.assertEqual(result.returncode, 0, result.stderr[-2000:])
     test.assertIn("metadata is verified", result.stdout + result.stderr)
+
+
+def table_value(text: str, row: str) -> str:
+    """The value cell of the two-column markdown table row ``| row | value |`` of a bundle README."""
+    match = re.search(rf"^\| {re.escape(row)} \| ([^|]+) \|", text, flags=re.MULTILINE)
+    if match is None:
+        raise AssertionError(f"README has no table row '{row}'")
+    return match.group(1).strip()
 
 
 def find_cause(err: BaseException | None, kind: type) -> BaseException | None:

@@ -86,7 +86,8 @@ class TestBIEDSNetBundleConfigs(unittest.TestCase):
         train = json.loads((CONFIGS / "train.json").read_text())
         infer = json.loads((CONFIGS / "inference.json").read_text())
         for key in ("network_def", "num_classes", "class_names", "intensity_range", "image_size", "patch_size",
-                    "channels", "num_res_blocks", "use_bffm", "use_adrb", "deep_supervision", "num_train_timesteps",
+                    "channels", "num_res_blocks", "use_bffm", "use_adrb", "deep_supervision", "loss_mode", "ablation_tag",
+                    "num_train_timesteps",
                     "device", "demo_dir", "dataset_dir", "dataset_root"):
             self.assertEqual(train[key], infer[key], key)
         # the same intensity handling at training and inference (LoadSliced differs only in its keys)
@@ -108,17 +109,28 @@ class TestBIEDSNetBundleConfigs(unittest.TestCase):
         np.testing.assert_allclose(np.diff(betas), (0.02 - 1e-4) / 999, rtol=1e-4)
 
     def test_overlays_resolve(self):
-        """Each ablation overlay changes the switch it names and works with train and inference configs."""
+        """Each ablation overlay flips its switch; stacked overlays give the paper's cumulative Table 2 rows."""
         switches = {"no_bffm.json": ("use_bffm", False), "no_adrb.json": ("use_adrb", False),
                     "mse_loss.json": ("loss_mode", "mse"), "no_deep_supervision.json": ("deep_supervision", False)}
         for overlay in OVERLAYS:
-            for base in ("train.json", "inference.json"):
+            key, value = switches[overlay]
+            for base, path_key in (("train.json", "ckpt_dir"), ("inference.json", "ckpt_path")):
                 parser = ConfigParser()
                 parser.read_config([str(CONFIGS / base), str(CONFIGS / overlay)])
-                key, value = switches[overlay]
-                if key in parser:
-                    self.assertEqual(parser[key], value, overlay)
-                self.assertIn(overlay.removesuffix(".json"), parser["ckpt_dir" if base == "train.json" else "ckpt_path"])
+                parser["bundle_root"] = "B"
+                self.assertEqual(parser[key], value, overlay)
+                self.assertIn(f"B/models/{overlay.removesuffix('.json')}", parser.get_parsed_content(path_key))
+        # row 1 of Table 2: no BFFM, no ADRB, MSE, no multi-layer supervision; train and inference agree on the folder
+        stacked = [str(CONFIGS / o) for o in OVERLAYS]
+        folders = []
+        for base, path_key in (("train.json", "ckpt_dir"), ("inference.json", "ckpt_path")):
+            parser = ConfigParser()
+            parser.read_config([str(CONFIGS / base), *stacked])
+            net = parser.get_parsed_content("network_def")
+            self.assertFalse(net.use_bffm or net.use_adrb or net.deep_supervision)
+            folders.append(str(Path(parser.get_parsed_content(path_key))).removesuffix("/model.pt"))
+        self.assertEqual(folders[0], folders[1])
+        self.assertTrue(folders[0].endswith("models/no_bffm-no_adrb-mse_loss-no_deep_supervision"))
         for base, overlay in (("train.json", "multi_gpu_train.json"), ("inference.json", "evaluate.json")):
             base_parser = ConfigParser()
             base_parser.read_config(str(CONFIGS / base))

@@ -3,20 +3,13 @@
 from __future__ import annotations
 
 import json
-import re
 import unittest
-from pathlib import Path
 
-BUNDLE = Path(__file__).resolve().parents[2] / "bundles" / "ecsd"
+from bundle_testing import REPO, table_value
+
+BUNDLE = REPO / "bundles" / "ecsd"
 SECTIONS = ["## Overview", "## Data", "## Training configuration", "## Performance", "## Bundle commands",
             "## References", "## License"]
-
-
-def table_value(text: str, row: str) -> str:
-    match = re.search(rf"^\| {re.escape(row)} \| ([^|]+) \|", text, flags=re.MULTILINE)
-    if match is None:
-        raise AssertionError(f"README has no table row '{row}'")
-    return match.group(1).strip()
 
 
 class TestECSDReadme(unittest.TestCase):
