@@ -48,6 +48,10 @@ class SegmentationWriter:
         path_key: batch key of the input file's path (its extension decides the output format).
         dtype: dtype of the written maps, default uint8 (class indices).
         name_suffix: appended to the case name, e.g. ``"_uncertainty"`` for a map written beside the mask.
+        output_ext: write this format instead of the input's, e.g. ``".h5"`` or ``".tif"``; default None.
+
+    Items without ``slice`` are whole outputs: a ``(1, Z, Y, X)`` volume (3D models) is written as a ``(Z, Y, X)``
+    file, a ``(1, H, W)`` map as a 2D file.
     """
 
     def __init__(
@@ -57,12 +61,14 @@ class SegmentationWriter:
         path_key: str = "image_path",
         dtype=np.uint8,
         name_suffix: str = "",
+        output_ext: str | None = None,
     ) -> None:
         self.output_dir = Path(output_dir)
         self.pred_key = pred_key
         self.path_key = path_key
         self.dtype = np.dtype(dtype)
         self.name_suffix = name_suffix
+        self.output_ext = output_ext
         self.pending: dict[str, dict[int, np.ndarray]] = {}
         self.written: list[str] = []
 
@@ -75,10 +81,12 @@ class SegmentationWriter:
             name, z, depth = str(item["name"]), int(item.get("slice", 0)), int(item.get("num_slices", 1))
             source = str(item[self.path_key])
             slices = self.pending.setdefault(name, {})
-            slices[z] = _array(out[self.pred_key]).reshape(_array(out[self.pred_key]).shape[-2:]).astype(self.dtype)
+            value = _array(out[self.pred_key])
+            # drop the channel axis: (1, H, W) -> (H, W), (1, Z, Y, X) -> (Z, Y, X)
+            slices[z] = (value[0] if value.ndim >= 3 and value.shape[0] == 1 else value).astype(self.dtype)
             if len(slices) == depth:
                 volume = slices[0] if depth == 1 else np.stack([slices[k] for k in sorted(slices)])
-                suffix = _suffix(source)
+                suffix = self.output_ext or _suffix(source)
                 if self.dtype.kind == "f" and suffix.lower() in _INTEGER_ONLY:
                     suffix = ".tif"
                 path = self.output_dir / f"{name}{self.name_suffix}{suffix}"

@@ -24,6 +24,8 @@ class DiffusionTrainingStep:
         label_key: batch key of the integer label ``(B, 1, H, W)``.
         weight_key: batch key of the boundary map (``None`` or a missing key: no boundary term).
         seed: seeds the generator that draws the training time steps.
+        accumulation_steps: optimizer step every this many iterations, the gradients of the iterations in between
+            summed (each loss divided by it, so the step sees their mean); default 1. NeuroDiff: batch 1, 2 steps.
 
     Example::
 
@@ -32,8 +34,16 @@ class DiffusionTrainingStep:
     """
 
     def __init__(
-        self, image_key: str = "image", label_key: str = "label", weight_key: str | None = "boundary_weight", seed: int = 0
+        self,
+        image_key: str = "image",
+        label_key: str = "label",
+        weight_key: str | None = "boundary_weight",
+        seed: int = 0,
+        accumulation_steps: int = 1,
     ) -> None:
+        if isinstance(accumulation_steps, bool) or not isinstance(accumulation_steps, int) or accumulation_steps < 1:
+            raise ValueError(f"DiffusionTrainingStep: accumulation_steps must be an int >= 1, got {accumulation_steps!r}.")
+        self.accumulation_steps = accumulation_steps
         self.image_key = image_key
         self.label_key = label_key
         self.weight_key = weight_key
@@ -51,7 +61,11 @@ class DiffusionTrainingStep:
         epoch_fraction = (engine.state.epoch - 1) / max(1, engine.state.max_epochs or 1)
 
         engine.network.train()
-        engine.optimizer.zero_grad(set_to_none=engine.optim_set_to_none)
+        # iterations 1..k of every group of k share one optimizer step, taken at the last of them
+        first = (engine.state.iteration - 1) % self.accumulation_steps == 0
+        last = engine.state.iteration % self.accumulation_steps == 0
+        if first:
+            engine.optimizer.zero_grad(set_to_none=engine.optim_set_to_none)
         with torch.autocast(device_type=torch.device(device).type, enabled=bool(engine.amp)):
             out = engine.inferer.training_loss(
                 engine.network,
@@ -65,14 +79,17 @@ class DiffusionTrainingStep:
         engine.state.output = {Keys.IMAGE: image, Keys.LABEL: label, Keys.PRED: out.prediction, Keys.LOSS: out.loss}
         engine.fire_event(IterationEvents.FORWARD_COMPLETED)
         engine.fire_event(IterationEvents.LOSS_COMPLETED)
+        scaled = out.loss / self.accumulation_steps
         if engine.amp and engine.scaler is not None:
-            engine.scaler.scale(out.loss).backward()
+            engine.scaler.scale(scaled).backward()
             engine.fire_event(IterationEvents.BACKWARD_COMPLETED)
-            engine.scaler.step(engine.optimizer)
-            engine.scaler.update()
+            if last:
+                engine.scaler.step(engine.optimizer)
+                engine.scaler.update()
         else:
-            out.loss.backward()
+            scaled.backward()
             engine.fire_event(IterationEvents.BACKWARD_COMPLETED)
-            engine.optimizer.step()
+            if last:
+                engine.optimizer.step()
         engine.fire_event(IterationEvents.MODEL_COMPLETED)
         return engine.state.output

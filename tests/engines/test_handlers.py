@@ -96,3 +96,16 @@ class TestSegmentationFigure(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class TestSegmentationWriterVolumes(unittest.TestCase):
+    def test_whole_volume_as_hdf5(self):
+        import h5py
+
+        with tempfile.TemporaryDirectory() as tmp:
+            writer = SegmentationWriter(tmp, dtype=np.float32, output_ext=".h5")
+            volume = torch.arange(2 * 3 * 4, dtype=torch.float32).reshape(1, 2, 3, 4)
+            writer.update(fake_engine([{"name": "syn", "image_path": "/data/cond.tif"}], [{"pred": volume}]))
+            with h5py.File(Path(tmp, "syn.h5"), "r") as f:
+                stored = f["data"][()]
+            np.testing.assert_array_equal(stored, volume[0].numpy())

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import unittest
 
 import numpy as np
 import pytest
@@ -11,7 +12,7 @@ from parameterized import parameterized
 
 import emdiff_components.transforms.io.array as io_array
 from emdiff_components.data import segmentation_datalist, write_image, write_layout
-from emdiff_components.transforms import LoadSliced
+from emdiff_components.transforms import LoadSliced, LoadVolume, LoadVolumed
 
 # (case name, num_classes argument, expected label values of a {0, 2} mask)
 NUM_CLASSES_CASES = [("binary_int", 2, [0, 1]), ("dict", {"label": 3}, [0, 2])]
@@ -79,3 +80,32 @@ class TestLoadSliced:
     def test_bad_constructor(self, _, kwargs, fragment):
         with pytest.raises(ValueError, match=f"LoadSliced: {fragment}"):
             LoadSliced(**kwargs)
+
+
+class TestLoadVolumed(unittest.TestCase):
+    def test_volumes_per_key_dtype_and_paths(self):
+
+        with tempfile.TemporaryDirectory() as tmp:
+            image = np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4)
+            labels = np.full((2, 3, 4), 135709, np.uint32)  # FIB-SEM body ids exceed 16 bits
+            write_image(os.path.join(tmp, "em.tif"), image)
+            write_image(os.path.join(tmp, "ids.tif"), labels)
+            load = LoadVolumed(["image", "label", "mito"], dtype={"image": "float32", "label": "int64", "mito": "uint8"},
+                               allow_missing_keys=True)
+            out = load({"image": os.path.join(tmp, "em.tif"), "label": os.path.join(tmp, "ids.tif"), "name": "v"})
+        self.assertEqual(out["image"].shape, (1, 2, 3, 4))
+        self.assertEqual(out["image"].dtype, np.float32)
+        np.testing.assert_array_equal(out["image"][0], image)
+        self.assertEqual(out["label"].dtype, np.int64)
+        self.assertEqual(int(out["label"].max()), 135709)
+        self.assertTrue(out["label_path"].endswith("ids.tif"))
+        self.assertNotIn("mito", out)
+
+    def test_errors(self):
+
+        with tempfile.TemporaryDirectory() as tmp:
+            write_image(os.path.join(tmp, "flat.tif"), np.zeros((3, 4), np.uint8))
+            with self.assertRaisesRegex(ValueError, r"LoadVolume: .*flat.tif' has shape \(3, 4\)"):
+                LoadVolume()(os.path.join(tmp, "flat.tif"))
+        with self.assertRaisesRegex(ValueError, "LoadVolumed: no dtype for keys"):
+            LoadVolumed(["image", "label"], dtype={"image": "float32"})

@@ -11,7 +11,7 @@ from monai.transforms import Transform
 
 from emdiff_components.data.readers import read_image
 
-__all__ = ["LoadSlice"]
+__all__ = ["LoadSlice", "LoadVolume"]
 
 _UNSET = object()
 
@@ -142,3 +142,34 @@ def _mtime(path: str) -> int:
         return os.stat(path).st_mtime_ns
     except OSError:
         return -1
+
+
+class LoadVolume(Transform):
+    """Read a whole (Z, Y, X) volume and return it channel-first, ``(1, Z, Y, X)``, in ``dtype``.
+
+    For 3D models (NeuroDiff): EM volumes, neuron instance labels (keep an integer ``dtype``: ids are arbitrary) and
+    mitochondria masks. Any format of :func:`emdiff_components.data.read_image`.
+
+    Args:
+        dtype: output dtype, default ``np.float32``; use ``np.int64`` for instance labels.
+
+    Raises:
+        ValueError: the file is not 3D (a 2D image where a volume is needed).
+        emdiff_components.data.ImageReadError: the file cannot be read.
+
+    Example:
+        >>> LoadVolume(np.int64)("neuron_ids.tif").shape
+        (1, 64, 250, 250)
+    """
+
+    def __init__(self, dtype: np.dtype | type | str = np.float32) -> None:
+        try:
+            self.dtype = np.dtype(dtype)
+        except TypeError as err:
+            raise TypeError(f"LoadVolume: dtype {dtype!r} is not a numpy dtype.") from err
+
+    def __call__(self, path: str | os.PathLike) -> np.ndarray:
+        array = read_image(path)
+        if array.ndim != 3:
+            raise ValueError(f"LoadVolume: {os.fspath(path)!r} has shape {array.shape}; a (Z, Y, X) volume is needed.")
+        return array.astype(self.dtype, copy=False)[None]

@@ -11,9 +11,9 @@ from monai.transforms import MapTransform
 
 from emdiff_components.data.readers import read_voxel_size
 
-from .array import LoadSlice
+from .array import LoadSlice, LoadVolume
 
-__all__ = ["LoadSliced", "pixel_spacing_mm"]
+__all__ = ["LoadSliced", "LoadVolumed", "pixel_spacing_mm"]
 
 _NM_PER_MM = 1e6
 
@@ -102,4 +102,40 @@ class LoadSliced(MapTransform):
                 d[key] = self.loader(path, slice_index, num_classes=self.num_classes[key])
             else:
                 d[key] = self.loader(path, slice_index)
+        return d
+
+
+class LoadVolumed(MapTransform):
+    """Dictionary twin of :class:`LoadVolume`: replaces the file path under each key by its ``(1, Z, Y, X)`` volume.
+
+    The path of each key is kept under ``"<key>_path"`` (error messages and writers name the file).
+
+    Args:
+        keys: keys holding file paths, e.g. ``("image", "label", "mito")``.
+        dtype: one dtype for every key (default ``np.float32``) or a dict key -> dtype, e.g.
+            ``{"image": "float32", "label": "int64", "mito": "uint8"}``.
+        allow_missing_keys: skip keys missing from the data (an optional mitochondria mask) instead of raising.
+    """
+
+    def __init__(
+        self,
+        keys: KeysCollection,
+        dtype: np.dtype | type | str | Mapping[str, np.dtype | type | str] = np.float32,
+        allow_missing_keys: bool = False,
+    ) -> None:
+        super().__init__(keys, allow_missing_keys)
+        per_key = dtype if isinstance(dtype, Mapping) else {k: dtype for k in self.keys}
+        missing = [k for k in self.keys if k not in per_key]
+        if missing:
+            raise ValueError(f"LoadVolumed: no dtype for keys {missing}.")
+        self.loaders = {k: LoadVolume(per_key[k]) for k in self.keys}
+
+    def __call__(self, data: Mapping[Hashable, object]) -> dict[Hashable, object]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            path = d[key]
+            if not isinstance(path, (str, os.PathLike)):
+                raise TypeError(f"LoadVolumed: d[{key!r}] must be a file path, got {type(path).__name__}.")
+            d[f"{key}_path"] = os.fspath(path)
+            d[key] = self.loaders[key](path)
         return d
