@@ -12,6 +12,16 @@ Sets (stacks stay stacks, one TIFF per split):
   junctions), 2 mitochondria (191), 3 synapse (223), 0 everything else (159 glia / extracellular, 255 neurite
   interior); slices 0-9 -> Tr, 10-13 -> Ts.
 
+Volume sets for NeuroDiff (the layout of ``emdiff_components.data.volumes``: ``imagesTr/``, ``labelsTr/`` instance
+labels, ``mitoTr/``; the voxel size goes into ``dataset.json``'s ``"voxel_size"``, z, y, x nm):
+
+- ``fibsem_neurons``: FlyEM NeuroProof FIB-SEM medulla ``raw.tif`` + ``neuron_ids.tif`` (64, 250, 250), 10 nm
+  isotropic, no mitochondria; slices 0-47 -> Tr, the last 16 (48-63) -> Ts.
+- ``isbi_neurons``: ISBI 2012 ``train-volume.tif``; instance labels = 2D connected components (4-neighbourhood) of
+  the cell interiors (``train-labels.tif`` == 255) in each slice, numbered uniquely across slices. They are NOT linked
+  in 3D: one neuron crossing 5 sections is 5 instances. ``train-mito.tif`` -> ``mitoTr``. 50 x 4 x 4 nm; slices 0-23
+  -> Tr, the last 6 (24-29) -> Ts.
+
 Usage::
 
     python scripts/convert_shared_data.py isbi_mito --out /tmp/isbi_mito [--shared ../shared/data]
@@ -31,14 +41,25 @@ from pathlib import Path
 
 import numpy as np
 
-from emdiff_components.data import read_image, write_dataset_json, write_layout
+from emdiff_components.data import (
+    label_slices_2d,
+    read_image,
+    write_dataset_json,
+    write_layout,
+    write_volume_case,
+    write_volume_dataset_json,
+)
 
 __all__ = ["DATASETS", "EPFL_CLASSES", "convert", "default_shared_dir", "main"]
 
 logger = logging.getLogger("convert_shared_data")
 
-DATASETS = ("isbi_mito", "isbi_membranes", "epfl", "sstem", "covid", "covid_multiclass")
+DATASETS = (
+    "isbi_mito", "isbi_membranes", "epfl", "sstem", "covid", "covid_multiclass", "fibsem_neurons", "isbi_neurons"
+)
 COVID_TEST_FRACTION = 0.25
+FIBSEM_TEST_SLICES, FIBSEM_VOXEL_SIZE = 16, (10.0, 10.0, 10.0)
+ISBI_TEST_SLICES, ISBI_VOXEL_SIZE = 6, (50.0, 4.0, 4.0)
 EPFL_CLASSES = ("mitochondrion", "mitochondrial_boundaries", "membranes", "vesicles", "PSD", "axon")
 _EPFL_SPLITS = {"Tr": ("0000", "0001", "0002", "0003"), "Ts": ("0045", "0046")}
 _SSTEM_CLASSES = {1: (0, 32, 64, 96, 128), 2: (191,), 3: (223,)}
@@ -156,6 +177,41 @@ def _covid(shared: Path, out_dir: str, multiclass: bool) -> None:
     )
 
 
+def _fibsem_neurons(shared: Path, out_dir: str) -> None:
+    folder = _need(shared / "fibsem_medulla_neurons_neuroproof")
+    image = read_image(_need(folder / "raw.tif"))
+    label = read_image(_need(folder / "neuron_ids.tif"))
+    split = image.shape[0] - FIBSEM_TEST_SLICES
+    write_volume_case(out_dir, "Tr", "fibsem_medulla_train", image[:split], label[:split])
+    write_volume_case(out_dir, "Ts", "fibsem_medulla_test", image[split:], label[split:])
+    write_volume_dataset_json(
+        out_dir, "fibsem_medulla_neurons", FIBSEM_VOXEL_SIZE,
+        description=f"FlyEM NeuroProof training_sample2 FIB-SEM medulla, neuron body ids; last {FIBSEM_TEST_SLICES} "
+        "slices Ts; 10 nm isotropic; no mitochondria masks",
+        reference="Parag et al. (2015) PLoS ONE 10(5):e0125825; janelia-flyem/neuroproof_examples",
+        licence="CC BY 3.0 Unported (attribute FlyEM / HHMI Janelia)",
+    )
+
+
+def _isbi_neurons(shared: Path, out_dir: str) -> None:
+    folder = _need(shared / "isbi2012_em")
+    image = read_image(_need(folder / "train-volume.tif"))
+    membranes = read_image(_need(folder / "train-labels.tif"))
+    mito = read_image(_need(folder / "train-mito.tif")) > 0
+    # ISBI: 255 = cell interior, 0 = membrane; components per slice only (2D annotation, no 3D links)
+    label = label_slices_2d(membranes > 127, connectivity=1)
+    split = image.shape[0] - ISBI_TEST_SLICES
+    write_volume_case(out_dir, "Tr", "isbi2012_train", image[:split], label[:split], mito[:split])
+    write_volume_case(out_dir, "Ts", "isbi2012_test", image[split:], label[split:], mito[split:])
+    write_volume_dataset_json(
+        out_dir, "isbi2012_neurons", ISBI_VOXEL_SIZE,
+        description="ISBI 2012 training stack; instance labels = 2D connected components of the cell interiors per "
+        f"slice, unique ids across slices but NOT linked in 3D; rMiW mitochondria masks; last {ISBI_TEST_SLICES} "
+        "slices Ts; 50 x 4 x 4 nm",
+        reference=_ISBI_REF, licence=_ISBI_TERMS,
+    )
+
+
 def convert(
     name: str,
     out_dir: str | os.PathLike,
@@ -166,7 +222,7 @@ def convert(
 
     Args:
         name: one of ``DATASETS``: ``"isbi_mito"``, ``"isbi_membranes"``, ``"epfl"``, ``"sstem"``, ``"covid"``,
-            ``"covid_multiclass"``.
+            ``"covid_multiclass"``, ``"fibsem_neurons"``, ``"isbi_neurons"`` (the last two in the volume layout).
         out_dir: output dataset folder (created; existing files of the same names are replaced atomically).
         shared_dir: the shared data folder; default ``$EMDIFF_SHARED_DATA`` or ``<repo>/../shared/data``.
         classes: ``epfl`` only: class folder names (list or comma-separated string), default ``("mitochondrion",)``.
@@ -193,6 +249,10 @@ def convert(
         _epfl(shared, root, tuple(classes) if classes is not None else ("mitochondrion",))
     elif name == "sstem":
         _sstem(shared, root)
+    elif name == "fibsem_neurons":
+        _fibsem_neurons(shared, root)
+    elif name == "isbi_neurons":
+        _isbi_neurons(shared, root)
     else:
         _covid(shared, root, multiclass=name == "covid_multiclass")
     logger.info("wrote %s from %s to %s", name, shared, root)

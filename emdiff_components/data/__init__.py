@@ -13,6 +13,7 @@ from .layout import (
 )
 from .readers import ImageReadError, read_image, read_voxel_size, supported_extensions, write_image
 from .splits import holdout_split
+from .volumes import label_slices_2d, volume_datalist, write_volume_case, write_volume_dataset_json
 
 __all__ = [
     "make_demo_dataset",
@@ -31,4 +32,8 @@ __all__ = [
     "supported_extensions",
     "write_image",
     "holdout_split",
+    "volume_datalist",
+    "write_volume_case",
+    "write_volume_dataset_json",
+    "label_slices_2d",
 ]

@@ -6,11 +6,12 @@ import os
 import tempfile
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from parameterized import parameterized
 
-from emdiff_components.data import read_image, segmentation_datalist
+from emdiff_components.data import read_image, segmentation_datalist, volume_datalist
 
 _SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "convert_shared_data.py"
 _spec = importlib.util.spec_from_file_location("convert_shared_data", _SCRIPT)
@@ -99,6 +100,60 @@ class TestConvert:
         np.testing.assert_array_equal(label[0], expected)
         assert labels == {"0": "background", "1": "mitochondrion", "2": "mitochondrial_boundaries"}
 
+
+# (set, Tr depth, Ts depth, in-plane shape, voxel size, has mito)
+VOLUME_CASES = [
+    ("fibsem_neurons", 48, 16, (250, 250), (10.0, 10.0, 10.0), False),
+    ("isbi_neurons", 24, 6, (512, 512), (50.0, 4.0, 4.0), True),
+]
+
+
+class TestConvertVolumes:
+    @pytest.fixture(autouse=True)
+    def _shared(self, shared_data):
+        self.shared = shared_data
+
+    @parameterized.expand(VOLUME_CASES)
+    def test_volume_layout(self, name, n_tr, n_ts, shape, voxel_size, has_mito):
+        with tempfile.TemporaryDirectory() as tmp:
+            root = convert_shared_data.convert(name, tmp, self.shared)
+            for split, depth in (("Tr", n_tr), ("Ts", n_ts)):
+                (entry,) = volume_datalist(root, split, min_shape=(depth, *shape))
+                assert entry["voxel_size"] == voxel_size and ("mito" in entry) == has_mito
+                image, label = read_image(entry["image"]), read_image(entry["label"])
+                assert image.shape == label.shape == (depth, *shape)
+                assert image.dtype == np.uint8 and label.dtype == np.uint32
+                if has_mito:
+                    mito = read_image(entry["mito"])
+                    assert mito.dtype == np.uint8 and set(np.unique(mito).tolist()) == {0, 1}
+
+    def test_fibsem_values(self, shared_data):
+        folder = shared_data / "fibsem_medulla_neurons_neuroproof"
+        with tempfile.TemporaryDirectory() as tmp:
+            root = convert_shared_data.convert("fibsem_neurons", tmp, shared_data)
+            image = read_image(os.path.join(root, "imagesTs", "fibsem_medulla_test.tif"))
+            label = read_image(os.path.join(root, "labelsTs", "fibsem_medulla_test.tif"))
+        np.testing.assert_array_equal(image, read_image(folder / "raw.tif")[48:])
+        np.testing.assert_array_equal(label, read_image(folder / "neuron_ids.tif")[48:])
+
+    def test_isbi_instances_match_opencv(self, shared_data):
+        folder = shared_data / "isbi2012_em"
+        with tempfile.TemporaryDirectory() as tmp:
+            root = convert_shared_data.convert("isbi_neurons", tmp, shared_data)
+            label = read_image(os.path.join(root, "labelsTs", "isbi2012_test.tif"))
+            mito = read_image(os.path.join(root, "mitoTs", "isbi2012_test.tif"))
+        membranes = read_image(folder / "train-labels.tif")[24:]
+        np.testing.assert_array_equal(mito, read_image(folder / "train-mito.tif")[24:])
+        assert np.all((label == 0) == (membranes == 0))  # 0 exactly on the membranes
+        seen = set()
+        for z in range(label.shape[0]):
+            count, reference = cv2.connectedComponents((membranes[z] == 255).astype(np.uint8), connectivity=4)
+            ids = set(np.unique(label[z]).tolist()) - {0}
+            assert len(ids) == count - 1 and not ids & seen  # same components, ids never reused across slices
+            seen |= ids
+            # the partition is the same as OpenCV's: each of our ids maps to exactly one OpenCV component
+            pairs = np.unique(np.stack([label[z].ravel(), reference.ravel()]), axis=1)
+            assert pairs.shape[1] == count
 
 
 class TestConvertArguments:
