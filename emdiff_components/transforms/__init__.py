@@ -2,9 +2,13 @@ from __future__ import annotations
 
 from .boundary import *  # noqa: F401,F403
 from .boundary import __all__ as _boundary_all
+from .intensity import *  # noqa: F401,F403
+from .intensity import __all__ as _intensity_all
 from .io import *  # noqa: F401,F403
 from .io import __all__ as _io_all
 from .label import *  # noqa: F401,F403
 from .label import __all__ as _label_all
+from .remodel import *  # noqa: F401,F403
+from .remodel import __all__ as _remodel_all
 
-__all__ = [*_boundary_all, *_io_all, *_label_all]
+__all__ = [*_boundary_all, *_intensity_all, *_io_all, *_label_all, *_remodel_all]

@@ -1,0 +1,24 @@
+from __future__ import annotations
+
+from .array import ConditionToOneHot, LabelsToMembranes, RandElasticLabelDeform, RandPlaceMitochondria
+from .dictionary import (
+    ConditionToOneHotd,
+    LabelsToMembranesd,
+    RandElasticLabelDeformd,
+    RandPlaceMitochondriad,
+    RemodelMasksd,
+)
+from .library import MitochondriaLibrary
+
+__all__ = [
+    "RandElasticLabelDeform",
+    "LabelsToMembranes",
+    "RandPlaceMitochondria",
+    "ConditionToOneHot",
+    "RandElasticLabelDeformd",
+    "LabelsToMembranesd",
+    "RandPlaceMitochondriad",
+    "ConditionToOneHotd",
+    "RemodelMasksd",
+    "MitochondriaLibrary",
+]
