@@ -8,3 +8,6 @@ __all__ = ["ECSDUNet"]
 from .biedsnet import BIEDSNet
 
 __all__ += ["BIEDSNet"]
+from .neurodiff_unet import NeuroDiffUNet
+
+__all__ += ["NeuroDiffUNet"]

@@ -60,23 +60,13 @@ def _numpy_resample(grid_map: np.ndarray, height: int, width: int) -> np.ndarray
 
 class TestBlocksExports(unittest.TestCase):
     def test_all_matches_modules(self):
-        from emdiff_components.networks.blocks import (
-            _memory,
-            attention,
-            bffm,
-            conditioning,
-            embeddings,
-            frequency,
-            inputs,
-            normalization,
-            resnet,
-        )
+        import importlib
+        import pkgutil
 
-        names = []
-        for module in (attention, bffm, conditioning, embeddings, frequency, inputs, normalization, resnet, _memory):
-            names += module.__all__
+        modules = [importlib.import_module(f"{blocks.__name__}.{info.name}") for info in pkgutil.iter_modules(blocks.__path__)]
+        names = [name for module in modules for name in module.__all__]
         self.assertEqual(sorted(blocks.__all__), sorted(names))
-        for module in (attention, bffm, conditioning, embeddings, frequency, inputs, normalization, resnet):
+        for module in modules:
             for name in module.__all__:
                 self.assertIs(getattr(blocks, name), getattr(module, name))
 

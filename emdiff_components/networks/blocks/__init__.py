@@ -28,3 +28,8 @@ __all__ = [
     "ChannelLayerNorm",
     "TimeResBlock",
 ]
+from .mamba import MambaLayer
+from .msc import MSC
+from .rgm import RGM, RPGE
+
+__all__ += ["MambaLayer", "MSC", "RPGE", "RGM"]
