@@ -180,3 +180,28 @@ class TestRemodelMasksd(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class TestLabelsToConditiond(unittest.TestCase):
+    def test_membranes_then_mitochondria(self):
+        from emdiff_components.transforms import LabelsToConditiond, LabelsToMembranes
+
+        label = np.zeros((1, 2, 12, 12), np.int64)
+        label[..., :6] = 1
+        label[..., 6:] = 2
+        mito = np.zeros_like(label, dtype=np.uint8)
+        mito[..., 2:4, 8:10] = 1
+        out = LabelsToConditiond()({"label": label, "mito": mito})
+        membranes = LabelsToMembranes()(label)
+        expected = np.where(mito > 0, 2, (np.asarray(membranes) > 0).astype(np.uint8))
+        np.testing.assert_array_equal(out["condition"], expected)
+        self.assertEqual(out["condition"].dtype, np.uint8)
+        without = LabelsToConditiond()({"label": label})
+        self.assertEqual(set(np.unique(without["condition"])), {0, 1})
+
+    def test_shape_mismatch_names_the_file(self):
+        from emdiff_components.transforms import LabelsToConditiond
+
+        with self.assertRaisesRegex(ValueError, "LabelsToConditiond: 'mito' has shape .*lab.tif"):
+            LabelsToConditiond()({"label": np.zeros((1, 2, 4, 4)), "mito": np.zeros((1, 2, 4, 5)),
+                                  "label_path": "lab.tif"})

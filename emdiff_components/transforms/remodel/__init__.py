@@ -5,6 +5,7 @@ from .dictionary import (
     ConditionToOneHotd,
     LabelsToMembranesd,
     RandElasticLabelDeformd,
+    LabelsToConditiond,
     RandPlaceMitochondriad,
     RemodelMasksd,
 )
@@ -20,5 +21,6 @@ __all__ = [
     "RandPlaceMitochondriad",
     "ConditionToOneHotd",
     "RemodelMasksd",
+    "LabelsToConditiond",
     "MitochondriaLibrary",
 ]

@@ -20,7 +20,16 @@ __all__ = [
     "RandPlaceMitochondriad",
     "ConditionToOneHotd",
     "RemodelMasksd",
+    "LabelsToConditiond",
 ]
+
+
+def _condition(membranes: NdarrayOrTensor, mito: NdarrayOrTensor | None) -> np.ndarray:
+    """uint8 condition: 1 on membranes, 2 on mitochondria (drawn over membrane, as the reference), else 0."""
+    condition = (convert_to_numpy(membranes) > 0).astype(np.uint8)
+    if mito is not None:
+        condition[convert_to_numpy(mito) > 0] = 2
+    return condition
 
 
 def _output_keys(name: str, keys: tuple, output_keys: KeysCollection | None) -> tuple:
@@ -279,9 +288,46 @@ class RemodelMasksd(RandomizableTransform, MapTransform):
             )
         if self.deform is not None:
             label = self.deform(label)
-        condition = convert_to_numpy(self.membranes(label)).astype(np.uint8)
-        if self.place is not None:
-            condition[convert_to_numpy(self.place(label, library=library)) > 0] = 2
+        condition = _condition(self.membranes(label), self.place(label, library=library) if self.place else None)
         d[self.label_key] = label
         d[self.condition_key] = convert_to_dst_type(condition, label, dtype=np.uint8)[0]
+        return d
+
+
+class LabelsToConditiond(MapTransform):
+    """The synthesis condition of a real volume: membranes from its instance labels, its own mitochondria on top.
+
+    NeuroDiff trains the generator on (condition, EM) pairs of real data; the condition is what remodeling produces for
+    new masks: uint8, 0 background, 1 membrane (:class:`LabelsToMembranes` of the labels), 2 mitochondria.
+
+    Args:
+        label_key: instance labels ``(1, Z, Y, X)``; default ``"label"``.
+        mito_key: optional mitochondria mask of the same shape (absent: no mitochondria); default ``"mito"``.
+        condition_key: output key; default ``"condition"``.
+        membranes: a :class:`LabelsToMembranes`; default None (reference values).
+    """
+
+    backend = LabelsToMembranes.backend
+
+    def __init__(
+        self,
+        label_key: str = "label",
+        mito_key: str = "mito",
+        condition_key: str = "condition",
+        membranes: LabelsToMembranes | None = None,
+    ) -> None:
+        super().__init__([label_key], allow_missing_keys=False)
+        self.label_key, self.mito_key, self.condition_key = label_key, mito_key, condition_key
+        self.membranes = membranes if membranes is not None else LabelsToMembranes()
+
+    def __call__(self, data: Mapping[Hashable, NdarrayOrTensor]) -> dict[Hashable, NdarrayOrTensor]:
+        d = dict(data)
+        label = d[self.label_key]
+        mito = d.get(self.mito_key)
+        if mito is not None and tuple(np.shape(mito)) != tuple(np.shape(label)):
+            raise ValueError(
+                f"{type(self).__name__}: {self.mito_key!r} has shape {tuple(np.shape(mito))} but {self.label_key!r} "
+                f"has {tuple(np.shape(label))} ({d.get(f'{self.label_key}_path', 'in memory')})."
+            )
+        d[self.condition_key] = convert_to_dst_type(_condition(self.membranes(label), mito), label, dtype=np.uint8)[0]
         return d
