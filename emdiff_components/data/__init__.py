@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .demo import make_demo_dataset
+from .demo import make_demo_dataset, make_demo_volumes
 from .download import add_archive_arguments, download_file, fetch_archive, sha256sum
 from .layout import (
     DatasetError,
@@ -17,6 +17,7 @@ from .volumes import label_slices_2d, remodel_volumes, volume_datalist, write_vo
 
 __all__ = [
     "make_demo_dataset",
+    "make_demo_volumes",
     "DatasetError",
     "add_archive_arguments",
     "download_file",

@@ -4,5 +4,21 @@ from .cold import COLD_SAMPLERS, ColdDiffusionScheduler
 from .cold_inferer import ColdDiffusionInferer
 from .gaussian_inferer import GaussianMaskInferer, gaussian_scheduler
 from .mask_inferer import DiffusionLossOutput, MaskDiffusionInferer
+from .synthesis_inferer import ConditionalSynthesisInferer, med_ddpm_cosine_schedule, synthesis_scheduler
+from .tiling import blend_weights, tile_size, tiled_prediction
 
-__all__ = ["COLD_SAMPLERS", "ColdDiffusionScheduler", "ColdDiffusionInferer", "GaussianMaskInferer", "gaussian_scheduler", "DiffusionLossOutput", "MaskDiffusionInferer"]
+__all__ = [
+    "COLD_SAMPLERS",
+    "ColdDiffusionScheduler",
+    "ColdDiffusionInferer",
+    "GaussianMaskInferer",
+    "gaussian_scheduler",
+    "DiffusionLossOutput",
+    "MaskDiffusionInferer",
+    "med_ddpm_cosine_schedule",
+    "synthesis_scheduler",
+    "ConditionalSynthesisInferer",
+    "blend_weights",
+    "tile_size",
+    "tiled_prediction",
+]

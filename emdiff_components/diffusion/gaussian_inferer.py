@@ -19,8 +19,14 @@ __all__ = ["GaussianMaskInferer", "gaussian_scheduler"]
 SAMPLERS = {"ddpm": DDPMScheduler, "ddim": DDIMScheduler}
 
 
-def gaussian_scheduler(sampler: str = "ddim", num_train_timesteps: int = 1000, schedule: str = "linear_beta") -> Scheduler:
-    """MONAI's ``DDPMScheduler`` (``"ddpm"``, ancestral) or ``DDIMScheduler`` (``"ddim"``) for x0 prediction.
+def gaussian_scheduler(
+    sampler: str = "ddim",
+    num_train_timesteps: int = 1000,
+    schedule: str = "linear_beta",
+    prediction_type: str = "sample",
+    **scheduler_args: Any,
+) -> Scheduler:
+    """MONAI's ``DDPMScheduler`` (``"ddpm"``, ancestral) or ``DDIMScheduler`` (``"ddim"``), x0 prediction by default.
 
     BIEDSNet and MedSegDiff train with T = 1000 linear betas (MONAI's ``linear_beta``: 1e-4 .. 0.02, Ho et al. 2020);
     the network predicts x0, hence ``prediction_type="sample"``. A model trained with either samples with either.
@@ -28,11 +34,15 @@ def gaussian_scheduler(sampler: str = "ddim", num_train_timesteps: int = 1000, s
     Args:
         sampler: ``"ddpm"`` or ``"ddim"`` (default).
         num_train_timesteps: T, default 1000.
-        schedule: MONAI noise schedule name, default ``"linear_beta"``.
+        schedule: MONAI noise schedule name (a ``NoiseSchedules`` entry), default ``"linear_beta"``.
+        prediction_type: what the network predicts: ``"sample"`` (x0, default), ``"epsilon"`` or ``"v_prediction"``.
+        scheduler_args: passed on to the scheduler (e.g. ``clip_sample``).
     """
     if sampler not in SAMPLERS:
         raise ValueError(f"gaussian_scheduler: sampler must be one of {sorted(SAMPLERS)}, got {sampler!r}.")
-    return SAMPLERS[sampler](num_train_timesteps=num_train_timesteps, schedule=schedule, prediction_type="sample")
+    return SAMPLERS[sampler](
+        num_train_timesteps=num_train_timesteps, schedule=schedule, prediction_type=prediction_type, **scheduler_args
+    )
 
 
 class GaussianMaskInferer(MaskDiffusionInferer):

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import torch
-from monai.inferers import Inferer, SlidingWindowInferer
+from monai.inferers import Inferer
 
 from ..transforms.label import LabelToSignedMask, SignedMaskToLabel
+from .tiling import tile_size, tiled_prediction
 
 __all__ = ["MaskDiffusionInferer", "DiffusionLossOutput"]
 
@@ -80,22 +80,11 @@ class MaskDiffusionInferer(Inferer):
 
     def _tile_size(self, spatial: Sequence[int]) -> tuple[int, ...]:
         """Tile size: ``roi_size``, shrunk to the image (rounded up to the network stride)."""
-        div = self.size_divisor
-        return tuple(min(r, int(math.ceil(s / div)) * div) for r, s in zip(self.roi_size, spatial))
+        return tile_size(self.roi_size, spatial, self.size_divisor)
 
     def predict_x0(self, network: Callable[..., torch.Tensor], sample: torch.Tensor, image: torch.Tensor, t: int):
-        """x0_hat of the whole image from overlapping, Gaussian-blended tiles of ``[x_t, I]``."""
-        channels = sample.shape[1]
-
-        def tile_forward(window: torch.Tensor) -> torch.Tensor:
-            steps = torch.full((window.shape[0],), t, device=window.device, dtype=torch.long)
-            return network(window[:, :channels], steps, window[:, channels:])
-
-        window_inferer = SlidingWindowInferer(
-            roi_size=self._tile_size(sample.shape[2:]),
-            sw_batch_size=self.sw_batch_size,
-            overlap=self.overlap,
-            mode="gaussian",
-            padding_mode="reflect",
+        """x0_hat of the whole image from overlapping, Gaussian-blended tiles of ``[x_t, I]`` (``tiled_prediction``)."""
+        return tiled_prediction(
+            network, sample, image, t, self.roi_size, self.sw_batch_size, self.overlap, stride=self.size_divisor,
+            min_weight=1e-3,  # MONAI's floored Gaussian, as before the tiling was shared
         )
-        return window_inferer(torch.cat([sample, image], dim=1), tile_forward)

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from .allocator import keep_freed_memory
+from .ema import DelayedEMA
 from .checkpoints import CheckpointError, ResumableCheckpoint, atomic_save, load_network_weights
 from .figures import label_to_rgb, save_panel_figure
 from .handlers import SegmentationFigure, SegmentationWriter
@@ -12,6 +13,7 @@ __all__ = [
     "CheckpointError",
     "ResumableCheckpoint",
     "atomic_save",
+    "DelayedEMA",
     "load_network_weights",
     "label_to_rgb",
     "save_panel_figure",
