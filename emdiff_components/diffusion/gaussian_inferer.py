@@ -7,43 +7,14 @@ from typing import Any, Callable, Sequence
 
 import torch
 import torch.nn.functional as F
-from monai.networks.schedulers import DDIMScheduler, DDPMScheduler, Scheduler
+from monai.networks.schedulers import Scheduler
 from monai.utils import optional_import
 
 from .mask_inferer import DiffusionLossOutput, MaskDiffusionInferer
 
 tqdm, _has_tqdm = optional_import("tqdm", name="tqdm")
 
-__all__ = ["GaussianMaskInferer", "gaussian_scheduler"]
-
-SAMPLERS = {"ddpm": DDPMScheduler, "ddim": DDIMScheduler}
-
-
-def gaussian_scheduler(
-    sampler: str = "ddim",
-    num_train_timesteps: int = 1000,
-    schedule: str = "linear_beta",
-    prediction_type: str = "sample",
-    **scheduler_args: Any,
-) -> Scheduler:
-    """MONAI's ``DDPMScheduler`` (``"ddpm"``, ancestral) or ``DDIMScheduler`` (``"ddim"``), x0 prediction by default.
-
-    BIEDSNet and MedSegDiff train with T = 1000 linear betas (MONAI's ``linear_beta``: 1e-4 .. 0.02, Ho et al. 2020);
-    the network predicts x0, hence ``prediction_type="sample"``. A model trained with either samples with either.
-
-    Args:
-        sampler: ``"ddpm"`` or ``"ddim"`` (default).
-        num_train_timesteps: T, default 1000.
-        schedule: MONAI noise schedule name (a ``NoiseSchedules`` entry), default ``"linear_beta"``.
-        prediction_type: what the network predicts: ``"sample"`` (x0, default), ``"epsilon"`` or ``"v_prediction"``.
-        scheduler_args: passed on to the scheduler (e.g. ``clip_sample``).
-    """
-    if sampler not in SAMPLERS:
-        raise ValueError(f"gaussian_scheduler: sampler must be one of {sorted(SAMPLERS)}, got {sampler!r}.")
-    return SAMPLERS[sampler](
-        num_train_timesteps=num_train_timesteps, schedule=schedule, prediction_type=prediction_type, **scheduler_args
-    )
-
+__all__ = ["GaussianMaskInferer"]
 
 class GaussianMaskInferer(MaskDiffusionInferer):
     """Segmentation by Gaussian diffusion of the mask, the network predicting the clean mask x0 (MedSegDiff, BIEDSNet).

@@ -1,14 +1,7 @@
 """Mask-to-EM synthesis by conditional Gaussian diffusion (NeuroDiff): the T = 250 cosine schedule, the noise-prediction
 training loss and whole-volume sampling with tiled, blended network calls.
 
-Schedule finding. NeuroDiff (``diffusion_model/trainer.py``, taken from med-ddpm) builds its cosine schedule in float64
-numpy, ``x = linspace(0, T + 1, T + 1)``, ``abar(x) = cos((x / (T + 1) + s) / (1 + s) * pi / 2) ** 2`` normalised by
-``abar(0)``, ``beta = clip(1 - abar[1:] / abar[:-1], 0, 0.999)``, s = 0.008, and stores float32 buffers. Its grid
-``x / (T + 1) = i / T`` is the same as Nichol & Dhariwal's, so the formula equals MONAI's ``"cosine"`` schedule. MONAI,
-however, evaluates it in float32: at T = 250 its betas differ from the reference's by up to 4.6e-6 (4.0e-4 relative,
-at beta_0 = 1.94e-4, where ``1 - abar_1 / abar_0`` cancels), and its alpha-bar by up to 2.4e-7 absolute (2.2e-5
-relative; 238 float32 ULPs). That is far above float precision, so we register ``"cosine_med_ddpm"``
-(:func:`med_ddpm_cosine_schedule`): the same formula in float64, returned as float32, equal to the reference's buffers.
+The schedule (T = 250, med-ddpm's cosine in float64) is :func:`emdiff_components.diffusion.synthesis_scheduler`.
 
 Dorjsembe et al. "Conditional Diffusion Models for Semantic 3D Brain MRI Synthesis" (med-ddpm),
 https://arxiv.org/abs/2305.18453; Nichol & Dhariwal "Improved Denoising Diffusion Probabilistic Models",
@@ -18,66 +11,19 @@ https://arxiv.org/abs/2102.09672; the NeuroDiff paper (diffusion data augmentati
 from __future__ import annotations
 
 import inspect
-import math
 from typing import Any, Callable, Sequence
 
 import torch
 from monai.inferers import Inferer
-from monai.networks.schedulers import NoiseSchedules, Scheduler
+from monai.networks.schedulers import Scheduler
 from monai.utils import optional_import
 
-from .gaussian_inferer import gaussian_scheduler
 from .mask_inferer import DiffusionLossOutput
 from .tiling import tiled_prediction
 
 tqdm, _has_tqdm = optional_import("tqdm", name="tqdm")
 
-__all__ = ["med_ddpm_cosine_schedule", "synthesis_scheduler", "ConditionalSynthesisInferer"]
-
-
-@NoiseSchedules.add_def("cosine_med_ddpm", "Cosine schedule computed in float64 as med-ddpm / NeuroDiff")
-def med_ddpm_cosine_schedule(
-    num_train_timesteps: int, s: float = 8e-3, max_beta: float = 0.999
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Cosine noise schedule evaluated in float64 (as med-ddpm and NeuroDiff), returned in float32.
-
-    Nichol & Dhariwal "Improved Denoising Diffusion Probabilistic Models", eq. 17: ``abar(t) = f(t) / f(0)``,
-    ``f(t) = cos((t / T + s) / (1 + s) * pi / 2) ** 2``, ``beta_t = clip(1 - abar(t) / abar(t - 1), 0, max_beta)``; the
-    alpha-bars returned are the cumulative products of the clipped ``1 - beta`` (as the reference's buffers).
-
-    Args:
-        num_train_timesteps: T (NeuroDiff: 250).
-        s: offset keeping beta_0 away from 0, default 0.008.
-        max_beta: upper clip of beta, default 0.999.
-
-    Returns:
-        ``(betas, alphas, alphas_cumprod)``, float32 tensors of shape ``(T,)``.
-    """
-    if num_train_timesteps < 1:
-        raise ValueError(f"med_ddpm_cosine_schedule: num_train_timesteps must be >= 1, got {num_train_timesteps}.")
-    grid = torch.arange(num_train_timesteps + 1, dtype=torch.float64) / num_train_timesteps
-    f = torch.cos((grid + s) / (1 + s) * math.pi * 0.5) ** 2
-    abar = f / f[0]
-    betas = torch.clip(1.0 - abar[1:] / abar[:-1], 0.0, max_beta)
-    alphas = 1.0 - betas
-    return betas.float(), alphas.float(), torch.cumprod(alphas, dim=0).float()
-
-
-def synthesis_scheduler(
-    sampler: str = "ddpm", num_train_timesteps: int = 250, schedule: str = "cosine_med_ddpm"
-) -> Scheduler:
-    """NeuroDiff's scheduler: noise prediction, T = 250, ``"cosine_med_ddpm"``, x0 clipped to [-1, 1] each step.
-
-    Args:
-        sampler: ``"ddpm"`` (default: ancestral, all T steps, posterior variance ``beta_tilde``, as the reference) or
-            ``"ddim"`` (fewer steps, set by the inferer's ``num_inference_steps``).
-        num_train_timesteps: T, default 250.
-        schedule: a MONAI ``NoiseSchedules`` name, default ``"cosine_med_ddpm"``.
-
-    Returns:
-        A MONAI ``DDPMScheduler`` or ``DDIMScheduler`` with ``prediction_type="epsilon"`` and ``clip_sample=True``.
-    """
-    return gaussian_scheduler(sampler, num_train_timesteps, schedule, prediction_type="epsilon", clip_sample=True)
+__all__ = ["ConditionalSynthesisInferer"]
 
 
 class ConditionalSynthesisInferer(Inferer):
