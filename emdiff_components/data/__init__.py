@@ -13,7 +13,8 @@ from .layout import (
 )
 from .readers import ImageReadError, read_image, read_voxel_size, supported_extensions, write_image
 from .splits import holdout_split
-from .volumes import label_slices_2d, remodel_volumes, volume_datalist, write_volume_case, write_volume_dataset_json
+from .conditions import condition_datalist, remodel_volumes
+from .volumes import label_slices_2d, volume_datalist, write_volume_case, write_volume_dataset_json
 
 __all__ = [
     "make_demo_dataset",
@@ -38,4 +39,5 @@ __all__ = [
     "write_volume_dataset_json",
     "label_slices_2d",
     "remodel_volumes",
+    "condition_datalist",
 ]

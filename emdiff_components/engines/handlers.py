@@ -27,6 +27,11 @@ def _array(value: Any) -> np.ndarray:
     return np.asarray(value)
 
 
+def _middle_plane(array: np.ndarray) -> np.ndarray:
+    """A 2D map as it is; the middle z-slice of a (Z, Y, X) volume."""
+    return array[array.shape[0] // 2] if array.ndim == 3 else array
+
+
 def _suffix(path: str) -> str:
     name = Path(path).name.lower()
     return ".nii.gz" if name.endswith(".nii.gz") else Path(path).suffix
@@ -113,6 +118,11 @@ class SegmentationFigure:
         pred_key: output key of the predicted label map.
         extra_keys: more output keys shown as continuous maps (e.g. an uncertainty map).
         every_epoch: rewrite the figure after every epoch (validation during training) instead of once at the end.
+        pred_kind: how the prediction is drawn: ``"label"`` (class colours, default) or ``"image"`` (grey, e.g. a
+            synthesized EM volume).
+        titles: column titles, default from the keys.
+
+    Volumes ``(1, Z, Y, X)`` are shown by their middle slice.
     """
 
     def __init__(
@@ -124,7 +134,13 @@ class SegmentationFigure:
         pred_key: str = "pred",
         extra_keys: Sequence[str] = (),
         every_epoch: bool = False,
+        pred_kind: str = "label",
+        titles: Sequence[str] | None = None,
     ) -> None:
+        if pred_kind not in ("label", "image"):
+            raise ValueError(f"SegmentationFigure: pred_kind must be 'label' or 'image', got {pred_kind!r}.")
+        self.pred_kind = pred_kind
+        self.titles = list(titles) if titles is not None else None
         self.output_path = Path(output_path)
         self.num_samples = num_samples
         self.image_key, self.label_key, self.pred_key = image_key, label_key, pred_key
@@ -148,13 +164,17 @@ class SegmentationFigure:
             if self.label_key:
                 keys.append((out, self.label_key))
             keys += [(out, self.pred_key)] + [(out, k) for k in self.extra_keys]
-            self.rows.append([_array(src[k])[0] for src, k in keys])
+            self.rows.append([_middle_plane(_array(src[k])[0]) for src, k in keys])
 
     def write(self, engine: Engine | None = None) -> str | None:
         if not self.rows:
             return None
         titles = ["image"] + (["truth"] if self.label_key else []) + ["prediction"] + list(self.extra_keys)
-        kinds = ["image"] + (["label"] if self.label_key else []) + ["label"] + ["map"] * len(self.extra_keys)
+        kinds = ["image"] + (["label"] if self.label_key else []) + [self.pred_kind] + ["map"] * len(self.extra_keys)
+        if self.titles is not None:
+            if len(self.titles) != len(titles):
+                raise ValueError(f"SegmentationFigure: {len(self.titles)} titles for {len(titles)} panels.")
+            titles = self.titles
         path = save_panel_figure(self.output_path, self.rows, titles, kinds)
         logger.info("figure written to %s", path)
         return path

@@ -109,3 +109,18 @@ class TestSegmentationWriterVolumes(unittest.TestCase):
             with h5py.File(Path(tmp, "syn.h5"), "r") as f:
                 stored = f["data"][()]
             np.testing.assert_array_equal(stored, volume[0].numpy())
+
+
+class TestSegmentationFigureVolumes(unittest.TestCase):
+    def test_middle_slice_and_grey_prediction(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            figure = SegmentationFigure(Path(tmp, "f.png"), image_key="condition", label_key=None, pred_kind="image",
+                                        titles=["condition", "synthesized"])
+            condition = torch.zeros(1, 3, 8, 8)
+            condition[0, 1] = 2  # only the middle slice is non-zero
+            figure.update(fake_engine([{"condition": condition}], [{"pred": torch.rand(1, 3, 8, 8)}]))
+            self.assertEqual(float(figure.rows[0][0].max()), 2.0)
+            self.assertEqual(figure.rows[0][0].shape, (8, 8))
+            self.assertTrue(Path(figure.write()).is_file())
+        with self.assertRaisesRegex(ValueError, "SegmentationFigure: pred_kind"):
+            SegmentationFigure("x.png", pred_kind="map")
