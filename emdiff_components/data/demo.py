@@ -216,13 +216,13 @@ def _make_volume(rng: np.random.Generator, shape: tuple[int, int, int], num_cell
     yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
     label = np.zeros(shape, np.uint32)
     mito = np.zeros(shape, np.uint8)
-    centres = rng.uniform((12, 12), (height - 12, width - 12), size=(max(1, num_cells // 4), 2))
+    centres = rng.uniform((14, 14), (height - 14, width - 14), size=(max(1, num_cells // 4), 2))
     for z in range(depth):
         points = seeds + drift * z
         distance = (yy[None] - points[:, 0, None, None]) ** 2 + (xx[None] - points[:, 1, None, None]) ** 2
         label[z] = distance.argmin(axis=0).astype(np.uint32) + 1
         for cy, cx in centres:
-            mito[z] |= (((yy - cy) / 6.0) ** 2 + ((xx - cx) / 3.5) ** 2 <= 1).astype(np.uint8)
+            mito[z] |= (((yy - cy) / 9.0) ** 2 + ((xx - cx) / 5.0) ** 2 <= 1).astype(np.uint8)
     borders = np.zeros(shape, bool)
     borders[:, 1:] |= label[:, 1:] != label[:, :-1]
     borders[:, :, 1:] |= label[:, :, 1:] != label[:, :, :-1]

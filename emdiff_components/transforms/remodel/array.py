@@ -308,7 +308,11 @@ class RandPlaceMitochondria(RandomizableTransform):
     def _library(self, library: MitochondriaLibrary | None) -> MitochondriaLibrary:
         lib = library if library is not None else self.library
         if lib is None or len(lib) == 0:
-            raise ValueError(f"{type(self).__name__}: the mitochondria library is missing or empty.")
+            raise ValueError(
+                f"{type(self).__name__}: the mitochondria library is missing or empty (no mitochondria of at least "
+                "the library's min_area in the masks it was built from); pass a library built from data with "
+                "mitochondria (MitochondriaLibrary.save / a .npz path) or switch placement off."
+            )
         return lib
 
     def randomize(  # type: ignore[override]
