@@ -120,6 +120,7 @@ class SegmentationFigure:
         every_epoch: rewrite the figure after every epoch (validation during training) instead of once at the end.
         pred_kind: how the prediction is drawn: ``"label"`` (class colours, default) or ``"image"`` (grey, e.g. a
             synthesized EM volume).
+        label_kind: how the truth is drawn, as ``pred_kind`` (a real EM volume next to a synthesized one: ``"image"``).
         titles: column titles, default from the keys.
 
     Volumes ``(1, Z, Y, X)`` are shown by their middle slice.
@@ -136,10 +137,12 @@ class SegmentationFigure:
         every_epoch: bool = False,
         pred_kind: str = "label",
         titles: Sequence[str] | None = None,
+        label_kind: str = "label",
     ) -> None:
-        if pred_kind not in ("label", "image"):
-            raise ValueError(f"SegmentationFigure: pred_kind must be 'label' or 'image', got {pred_kind!r}.")
-        self.pred_kind = pred_kind
+        for name, kind in (("pred_kind", pred_kind), ("label_kind", label_kind)):
+            if kind not in ("label", "image"):
+                raise ValueError(f"SegmentationFigure: {name} must be 'label' or 'image', got {kind!r}.")
+        self.pred_kind, self.label_kind = pred_kind, label_kind
         self.titles = list(titles) if titles is not None else None
         self.output_path = Path(output_path)
         self.num_samples = num_samples
@@ -170,7 +173,8 @@ class SegmentationFigure:
         if not self.rows:
             return None
         titles = ["image"] + (["truth"] if self.label_key else []) + ["prediction"] + list(self.extra_keys)
-        kinds = ["image"] + (["label"] if self.label_key else []) + [self.pred_kind] + ["map"] * len(self.extra_keys)
+        kinds = ["image"] + ([self.label_kind] if self.label_key else []) + [self.pred_kind]
+        kinds += ["map"] * len(self.extra_keys)
         if self.titles is not None:
             if len(self.titles) != len(titles):
                 raise ValueError(f"SegmentationFigure: {len(self.titles)} titles for {len(titles)} panels.")

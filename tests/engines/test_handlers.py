@@ -124,3 +124,14 @@ class TestSegmentationFigureVolumes(unittest.TestCase):
             self.assertTrue(Path(figure.write()).is_file())
         with self.assertRaisesRegex(ValueError, "SegmentationFigure: pred_kind"):
             SegmentationFigure("x.png", pred_kind="map")
+
+
+class TestSegmentationFigureKinds(unittest.TestCase):
+    def test_grey_truth_for_a_real_volume(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            figure = SegmentationFigure(Path(tmp, "f.png"), label_kind="image", pred_kind="image")
+            real = torch.linspace(-1, 1, 64).reshape(1, 8, 8)
+            figure.update(fake_engine([{"image": real}], [{"label": real, "pred": real}]))
+            png = cv2.imread(figure.write())
+            # the truth column is a grey ramp, not the (black) class-0 colour of a label drawing
+            self.assertGreater(int(png[png.shape[0] // 2, png.shape[1] // 2].max()), 0)
