@@ -1,0 +1,251 @@
+"""NeuroDiff on this machine: network speed and memory, tiled synthesis of a 16 x 512 x 512 volume, remodeling
+throughput, and DDIM step counts against quality after a short training run. Prints tables, writes JSON.
+
+Parts (``--part``, default all); every timing part runs in a fresh process so that its peak memory is its own:
+
+- ``network``: the paper-width network (model_channels 64, 62 M parameters, mambapy on CPU): forward, and forward +
+  backward (a training step with Adam) at 8 x 128 x 128 and 8 x 256 x 256, with the share of the step spent in the
+  RGM (Mamba) layers (the same step with ``use_rgm=False`` subtracted), beside the public network's figures.
+- ``synthesis``: one sampler step over a 16 x 512 x 512 condition in 8 x 512 x 512 tiles (overlap 0.25), its time and
+  the process's peak memory (target: <= 8 GB), and from it the time of 250 DDPM steps and of DDIM step counts.
+- ``remodel``: remodeling throughput (volumes per minute) of 16 x 512 x 512 label volumes tiled from the FIB-SEM
+  neurons, with the ISBI 2012 mitochondria library.
+- ``quality``: the bundle's train.json on the FIB-SEM neurons for ``--budget-minutes`` (a narrow network: a CPU cannot
+  train the paper's), then the held-back slices synthesized from their own conditions with DDPM 250 and DDIM
+  100 / 50 / 25 / 10 steps: mean absolute error to the real EM (in [-1, 1]) and seconds.
+
+Usage::
+
+    python scripts/benchmark_neurodiff.py --out benchmarks/neurodiff.json [--part network] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+logger = logging.getLogger("benchmark_neurodiff")
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIGS = REPO / "bundles" / "neurodiff" / "configs"
+# the public NeuroDiff network on this kind of machine (issue 4): seconds, GB
+ANCHOR = {"forward_8x128x128_s": 2.35, "forward_8x256x256_s": 12.2, "train_step_8x128x128_s": 6.6,
+          "train_step_8x128x128_gb": 2.4}
+QUALITY_MODEL = {"model_channels": 32, "norm_num_groups": 16, "msc_channels": [16, 32, 64, 128],
+                 "patch_size": [8, 64, 64]}
+QUALITY_SETTINGS = [("ddpm", None), ("ddim", 100), ("ddim", 50), ("ddim", 25), ("ddim", 10)]
+
+
+def peak_gb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
+
+
+def _network(use_rgm: bool = True):
+    from emdiff_components.networks import NeuroDiffUNet
+
+    return NeuroDiffUNet(use_rgm=use_rgm)
+
+
+def _inputs(shape, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(1, 1, *shape, generator=g)
+    condition = torch.where(torch.rand(1, 2, *shape, generator=g) > 0.8, 1.0, -1.0)
+    return x, torch.tensor([100]), condition
+
+
+def network_speed(shape: tuple[int, int, int], repeats: int = 2) -> dict:
+    """Forward (no grad) and training step (forward + backward + Adam) times; run in a fresh process."""
+    result = {}
+    for use_rgm in (True, False):
+        net = _network(use_rgm)
+        opt = torch.optim.Adam(net.parameters(), lr=1e-5)
+        x, t, c = _inputs(shape)
+        forwards, steps = [], []
+        with torch.no_grad():
+            for _ in range(repeats + 1):
+                start = time.perf_counter()
+                net(x, t, c)
+                forwards.append(time.perf_counter() - start)
+        for _ in range(repeats + 1):
+            start = time.perf_counter()
+            opt.zero_grad()
+            (net(x, t, c) - x).abs().mean().backward()
+            opt.step()
+            steps.append(time.perf_counter() - start)
+        key = "" if use_rgm else "_without_rgm"
+        result[f"forward_s{key}"] = float(np.median(forwards[1:]))
+        result[f"train_step_s{key}"] = float(np.median(steps[1:]))
+        if use_rgm:
+            result["parameters_m"] = sum(p.numel() for p in net.parameters()) / 1e6
+            result["peak_rss_gb"] = peak_gb()  # the full network's step comes first, so this is its peak
+    result["rgm_share_of_step"] = 1 - result["train_step_s_without_rgm"] / result["train_step_s"]
+    return result
+
+
+def synthesis_step(shape=(16, 512, 512), roi=(8, 512, 512)) -> dict:
+    """One DDPM step over a ``shape`` condition in overlapping tiles of ``roi``; fresh process for the peak memory."""
+    from emdiff_components.diffusion import ConditionalSynthesisInferer, synthesis_scheduler
+    from emdiff_components.engines import keep_freed_memory
+
+    keep_freed_memory()
+    net = _network().eval()
+    inferer = ConditionalSynthesisInferer(synthesis_scheduler("ddpm", 250), roi_size=roi, overlap=0.25)
+    _, _, condition = _inputs(shape)
+    scheduler = inferer.scheduler
+    scheduler.set_timesteps(250)
+    sample = torch.randn(1, 1, *shape, generator=torch.Generator().manual_seed(0))
+    start = time.perf_counter()
+    with torch.no_grad():
+        from emdiff_components.diffusion import tiled_prediction
+
+        eps = tiled_prediction(net, sample, condition, 249, roi, sw_batch_size=1, overlap=0.25, stride=net.stride)
+        scheduler.step(eps, 249, sample)
+    seconds = time.perf_counter() - start
+    return {"volume": list(shape), "tile": list(roi), "step_s": seconds, "peak_rss_gb": peak_gb(),
+            "ddpm_250_hours": seconds * 250 / 3600,
+            "ddim_hours": {str(n): seconds * n / 3600 for n in (100, 50, 25, 10)}}
+
+
+def remodel_throughput(shared: Path, repeats: int = 3) -> dict:
+    import tifffile
+    from emdiff_components.transforms import MitochondriaLibrary, RemodelMasksd
+
+    neurons = tifffile.imread(shared / "fibsem_medulla_neurons_neuroproof" / "neuron_ids.tif")[:16].astype(np.int64)
+    label = np.tile(neurons, (1, 3, 3))[:, :512, :512]  # 16 x 512 x 512 from the 250 x 250 cube
+    library = MitochondriaLibrary.from_volumes([tifffile.imread(shared / "isbi2012_em" / "train-mito.tif")])
+    remodel = RemodelMasksd(library=library).set_random_state(42)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        remodel({"label": label[None]})
+        times.append(time.perf_counter() - start)
+    seconds = float(np.median(times))
+    return {"volume": [16, 512, 512], "seconds_per_volume": seconds, "volumes_per_minute": 60 / seconds,
+            "library_templates": len(library)}
+
+
+def quality(shared: Path, minutes: float, work: Path, settings=QUALITY_SETTINGS) -> dict:
+    from ignite.engine import Events
+    from monai.bundle import ConfigWorkflow
+
+    sys.path.insert(0, str(REPO / "scripts"))
+    from convert_shared_data import convert
+
+    from emdiff_components.data import read_image, write_image
+
+    data = Path(convert("fibsem_neurons", work / "data", shared_dir=shared))
+    # the held-back volume cropped to 8 x 128 x 128, so that 250 DDPM steps take minutes, not hours, on a CPU
+    for folder in ("imagesTs", "labelsTs"):
+        for path in (data / folder).iterdir():
+            write_image(path, read_image(path)[:8, :128, :128])
+    common = {"bundle_root": str(work / "bundle"), "dataset_dir": str(data), "progress": False, **QUALITY_MODEL}
+    wf = ConfigWorkflow(config_file=str(CONFIGS / "train.json"), meta_file=str(CONFIGS / "metadata.json"),
+                        logging_file=str(CONFIGS / "logging.conf"), workflow_type="train", num_steps=100000,
+                        ema_start_step=100, ema_update_every=1, **common)
+    wf.initialize()
+    start = time.perf_counter()
+    wf.trainer.add_event_handler(
+        Events.ITERATION_COMPLETED, lambda e: e.terminate() if time.perf_counter() - start > 60 * minutes else None
+    )
+    wf.run()
+    iterations = wf.trainer.state.iteration
+    rows = {}
+    for sampler, steps in settings:
+        out = work / f"eval_{sampler}_{steps}"
+        ev = ConfigWorkflow(config_file=[str(CONFIGS / "inference.json"), str(CONFIGS / "evaluate.json")],
+                            meta_file=str(CONFIGS / "metadata.json"), logging_file=str(CONFIGS / "logging.conf"),
+                            workflow_type="infer", sampler=sampler, num_inference_steps=steps,
+                            output_dir=str(out), **common)
+        ev.initialize()
+        begin = time.perf_counter()
+        ev.run()
+        seconds = time.perf_counter() - begin
+        mae = float((out / "metrics.csv").read_text().split(",")[1])
+        rows[f"{sampler} {steps or 250}"] = {"mae": mae, "seconds": seconds}
+        logger.info("%s %s: MAE %.4f in %.0f s", sampler, steps, mae, seconds)
+    return {"budget_minutes": minutes, "iterations": iterations, "model": QUALITY_MODEL, "rows": rows,
+            "test_volume": "FIB-SEM neurons, held-back slices, 8 x 128 x 128"}
+
+
+def print_tables(results: dict) -> None:
+    for key in ("network_8x128x128", "network_8x256x256"):
+        if key in results:
+            r, size = results[key], key.split("_")[1]
+            anchor_f = ANCHOR.get(f"forward_{size}_s")
+            print(f"\n{size}: {r['parameters_m']:.1f} M parameters; forward {r['forward_s']:.2f} s "
+                  f"(public: {anchor_f} s); training step {r['train_step_s']:.2f} s, peak {r['peak_rss_gb']:.2f} GB; "
+                  f"RGM share of the step {100 * r['rgm_share_of_step']:.0f} %")
+    if "synthesis" in results:
+        r = results["synthesis"]
+        print(f"\nsynthesis {r['volume']} in {r['tile']} tiles: {r['step_s']:.0f} s per step, "
+              f"peak {r['peak_rss_gb']:.2f} GB; DDPM 250: {r['ddpm_250_hours']:.1f} h; DDIM "
+              + ", ".join(f"{n}: {h:.2f} h" for n, h in r["ddim_hours"].items()))
+    if "remodel" in results:
+        r = results["remodel"]
+        print(f"\nremodeling 16 x 512 x 512: {r['seconds_per_volume']:.2f} s per volume, "
+              f"{r['volumes_per_minute']:.0f} / min")
+    if "quality" in results:
+        r = results["quality"]
+        print(f"\nquality after {r['budget_minutes']} min ({r['iterations']} iterations), {r['test_volume']}")
+        print("| sampler | MAE to real EM | seconds |\n|---|---|---|")
+        for key, row in r["rows"].items():
+            print(f"| {key} | {row['mae']:.4f} | {row['seconds']:.0f} |")
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default="benchmarks/neurodiff.json")
+    parser.add_argument("--part", choices=("all", "network", "synthesis", "remodel", "quality"), default="all")
+    parser.add_argument("--budget-minutes", type=float, default=10.0)
+    parser.add_argument("--shared", default=str(REPO.parent / "shared" / "data"))
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--quick", action="store_true", help="smoke run of the quality part: DDIM 2 steps only")
+    parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    torch.set_num_threads(args.threads)
+    if args.child:  # one measurement in a fresh process
+        if args.child == "synthesis":
+            print(json.dumps(synthesis_step()))
+        else:
+            print(json.dumps(network_speed(tuple(int(v) for v in args.child.split("x")))))
+        return {}
+    out = Path(args.out)
+    results = json.loads(out.read_text()) if out.is_file() else {}
+
+    def child(name: str) -> dict:
+        done = subprocess.run([sys.executable, __file__, "--child", name, "--threads", str(args.threads)],
+                              capture_output=True, text=True, check=True)
+        return json.loads(done.stdout.strip().splitlines()[-1])
+
+    if args.part in ("all", "network"):
+        for shape in ("8x128x128", "8x256x256"):
+            results[f"network_{shape}"] = child(shape)
+    if args.part in ("all", "synthesis"):
+        results["synthesis"] = child("synthesis")
+    if args.part in ("all", "remodel"):
+        results["remodel"] = remodel_throughput(Path(args.shared))
+    if args.part in ("all", "quality"):
+        with tempfile.TemporaryDirectory() as tmp:
+            settings = [("ddim", 2)] if args.quick else QUALITY_SETTINGS
+            results["quality"] = quality(Path(args.shared), args.budget_minutes, Path(tmp), settings)
+    results["threads"] = args.threads
+    results["anchor"] = ANCHOR
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2))
+    print_tables(results)
+    return results
+
+
+if __name__ == "__main__":
+    main()
