@@ -50,8 +50,14 @@ class RPGE(nn.Module):
         if not isinstance(channels, int) or isinstance(channels, bool) or channels < 1:
             raise ValueError(f"RPGE: channels must be a positive int, got {channels!r}.")
         self.channels = channels
-        self.voxel_size = _check_voxel_size("RPGE", voxel_size)
+        # a buffer, so that a checkpoint carries the voxel size its network was trained with
+        self.register_buffer("resolution", torch.tensor(_check_voxel_size("RPGE", voxel_size), dtype=torch.float32))
         self.mlp = nn.Sequential(nn.Linear(3, channels), nn.ReLU(), nn.Linear(channels, channels))
+
+    @property
+    def voxel_size(self) -> tuple[float, float, float]:
+        """``(r_z, r_y, r_x)`` in nm: the constructor's, or the one loaded with the weights."""
+        return tuple(float(v) for v in self.resolution.tolist())
 
     def coordinates(self, shape: Sequence[int], device: torch.device | str | None = None) -> torch.Tensor:
         """Scaled voxel coordinates ``(D * H * W, 3)`` as ``(z * r_z, y * r_y, x * r_x)``, in (z, y, x) raster order."""
