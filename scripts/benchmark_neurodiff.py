@@ -12,7 +12,7 @@ Parts (``--part``, default all); every timing part runs in a fresh process so th
   neurons, with the ISBI 2012 mitochondria library.
 - ``quality``: the bundle's train.json on the FIB-SEM neurons for ``--budget-minutes`` (a narrow network: a CPU cannot
   train the paper's), then the held-back slices synthesized from their own conditions with DDPM 250 and DDIM
-  100 / 50 / 25 / 10 steps: mean absolute error to the real EM (in [-1, 1]) and seconds.
+  50 / 10 steps: mean absolute error to the real EM (in [-1, 1]) and seconds.
 
 Usage::
 
@@ -43,7 +43,7 @@ ANCHOR = {"forward_8x128x128_s": 2.35, "forward_8x256x256_s": 12.2, "train_step_
           "train_step_8x128x128_gb": 2.4}
 QUALITY_MODEL = {"model_channels": 32, "norm_num_groups": 16, "msc_channels": [16, 32, 64, 128],
                  "patch_size": [8, 64, 64]}
-QUALITY_SETTINGS = [("ddpm", None), ("ddim", 100), ("ddim", 50), ("ddim", 25), ("ddim", 10)]
+QUALITY_SETTINGS = [("ddpm", None), ("ddim", 50), ("ddim", 10)]
 
 
 def peak_gb() -> float:
