@@ -6,8 +6,9 @@ Parts (``--part``, default all); every timing part runs in a fresh process so th
 - ``network``: the paper-width network (model_channels 64, 62 M parameters, mambapy on CPU): forward, and forward +
   backward (a training step with Adam) at 8 x 128 x 128 and 8 x 256 x 256, with the share of the step spent in the
   RGM (Mamba) layers (the same step with ``use_rgm=False`` subtracted), beside the public network's figures.
-- ``synthesis``: one sampler step over a 16 x 512 x 512 condition in 8 x 512 x 512 tiles (overlap 0.25), its time and
-  the process's peak memory (target: <= 8 GB), and from it the time of 250 DDPM steps and of DDIM step counts.
+- ``synthesis``: one sampler step over a 16 x 512 x 512 condition in 8 x 512 x 512 tiles and in 8 x 256 x 256 tiles
+  (overlap 0.25), its time and the process's peak memory (target: <= 8 GB), and from it the time of 250 DDPM steps and
+  of DDIM step counts.
 - ``remodel``: remodeling throughput (volumes per minute) of 16 x 512 x 512 label volumes tiled from the FIB-SEM
   neurons, with the ISBI 2012 mitochondria library.
 - ``quality``: the bundle's train.json on the FIB-SEM neurons for ``--budget-minutes`` (a narrow network: a CPU cannot
@@ -185,8 +186,10 @@ def print_tables(results: dict) -> None:
             print(f"\n{size}: {r['parameters_m']:.1f} M parameters; forward {r['forward_s']:.2f} s "
                   f"(public: {anchor_f} s); training step {r['train_step_s']:.2f} s, peak {r['peak_rss_gb']:.2f} GB; "
                   f"RGM share of the step {100 * r['rgm_share_of_step']:.0f} %")
-    if "synthesis" in results:
-        r = results["synthesis"]
+    for key in ("synthesis", "synthesis_tiles_256"):
+        if key not in results:
+            continue
+        r = results[key]
         print(f"\nsynthesis {r['volume']} in {r['tile']} tiles: {r['step_s']:.0f} s per step, "
               f"peak {r['peak_rss_gb']:.2f} GB; DDPM 250: {r['ddpm_250_hours']:.1f} h; DDIM "
               + ", ".join(f"{n}: {h:.2f} h" for n, h in r["ddim_hours"].items()))
@@ -215,8 +218,9 @@ def main(argv: list[str] | None = None) -> dict:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     torch.set_num_threads(args.threads)
     if args.child:  # one measurement in a fresh process
-        if args.child == "synthesis":
-            print(json.dumps(synthesis_step()))
+        if args.child.startswith("synthesis"):
+            tile = args.child.partition(":")[2] or "8x512x512"
+            print(json.dumps(synthesis_step(roi=tuple(int(v) for v in tile.split("x")))))
         else:
             print(json.dumps(network_speed(tuple(int(v) for v in args.child.split("x")))))
         return {}
@@ -232,7 +236,8 @@ def main(argv: list[str] | None = None) -> dict:
         for shape in ("8x128x128", "8x256x256"):
             results[f"network_{shape}"] = child(shape)
     if args.part in ("all", "synthesis"):
-        results["synthesis"] = child("synthesis")
+        results["synthesis"] = child("synthesis:8x512x512")
+        results["synthesis_tiles_256"] = child("synthesis:8x256x256")
     if args.part in ("all", "remodel"):
         results["remodel"] = remodel_throughput(Path(args.shared))
     if args.part in ("all", "quality"):
