@@ -1,0 +1,43 @@
+"""House rule 11: the numbers the NeuroDiff README quotes are the configs' numbers."""
+
+from __future__ import annotations
+
+import json
+import unittest
+
+from bundle_testing import REPO, table_value
+
+BUNDLE = REPO / "bundles" / "neurodiff"
+SECTIONS = ["## Overview", "## Data", "## Training configuration", "## Performance", "## Bundle commands",
+            "## References", "## License"]
+
+
+class TestNeuroDiffReadme(unittest.TestCase):
+    def setUp(self):
+        self.readme = (BUNDLE / "docs" / "README.md").read_text()
+        self.train = json.loads((BUNDLE / "configs" / "train.json").read_text())
+
+    def test_sections_in_order(self):
+        positions = [self.readme.find(s) for s in SECTIONS]
+        self.assertNotIn(-1, positions, positions)
+        self.assertEqual(positions, sorted(positions))
+
+    def test_quoted_numbers_match_config(self):
+        t = self.train
+        self.assertEqual(int(table_value(self.readme, "diffusion steps T")), t["num_train_timesteps"])
+        self.assertEqual(table_value(self.readme, "patch size"), " x ".join(map(str, t["patch_size"])))
+        self.assertEqual(int(table_value(self.readme, "batch size")), t["batch_size"])
+        self.assertEqual(int(table_value(self.readme, "gradient accumulation")), t["accumulation_steps"])
+        self.assertEqual(int(table_value(self.readme, "training steps")), t["num_steps"])
+        self.assertEqual(table_value(self.readme, "optimizer"), f"Adam, lr {t['learning_rate']:.0e}".replace("e-0", "e-"))
+        self.assertEqual(table_value(self.readme, "EMA"),
+                         f"{t['ema_decay']} every {t['ema_update_every']} steps from step {t['ema_start_step']}")
+        mult = ", ".join(f"{m:g}" for m in t["channel_mult"])
+        self.assertEqual(table_value(self.readme, "width"), f"model_channels {t['model_channels']}, channel_mult {mult}")
+
+    def test_no_placeholder_left(self):
+        self.assertNotIn("PERFORMANCE", self.readme)
+
+
+if __name__ == "__main__":
+    unittest.main()
