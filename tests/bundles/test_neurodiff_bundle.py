@@ -15,7 +15,7 @@ from monai.bundle import ConfigParser, ConfigWorkflow
 
 import bundle_testing
 from bundle_testing import REPO, find_cause, shared_data_or_skip
-from emdiff_components.data import DatasetError, read_image, write_volume_case, write_volume_dataset_json
+from emdiff_components.data import DatasetError, read_image, write_image, write_volume_case, write_volume_dataset_json
 from emdiff_components.transforms import MitochondriaLibrary
 
 BUNDLE = REPO / "bundles" / "neurodiff"
@@ -185,7 +185,7 @@ class TestNeuroDiffBundleBadInput(unittest.TestCase):
     def test_condition_with_other_values(self):
         with tempfile.TemporaryDirectory() as tmp:
             condition = Path(tmp, "cond.tif")
-            tifffile.imwrite(condition, np.full((4, 64, 64), 3, np.uint8))
+            write_image(condition, np.full((4, 64, 64), 3, np.uint8))
             network = workflow("inference.json", "infer", bundle_root=tmp, **FAST).parser.get_parsed_content("network_def")
             Path(tmp, "models").mkdir()
             torch.save(network.state_dict(), Path(tmp, "models", "model.pt"))
