@@ -73,6 +73,37 @@ def assert_metadata_verifies(test: unittest.TestCase, configs: Path) -> None:
     test.assertIn("metadata is verified", result.stdout + result.stderr)
 
 
+README_SECTIONS = ["## Overview", "## Data", "## Training configuration", "## Performance", "## Bundle commands",
+                   "## References", "## License"]
+
+
+def assert_readme_sections(test: unittest.TestCase, readme: str) -> None:
+    """Every bundle README has the same sections, in the same order."""
+    positions = [readme.find(section) for section in README_SECTIONS]
+    test.assertNotIn(-1, positions, positions)
+    test.assertEqual(positions, sorted(positions))
+
+
+def assert_properties(test: unittest.TestCase, configs: Path, overrides: dict, prepare=None) -> None:
+    """``check_properties()`` is empty for train.json, inference.json and inference.json + evaluate.json.
+
+    Inference needs weights: those of the train config's untrained network are saved as ``models/model.pt`` first;
+    ``prepare(bundle_root)`` runs after that (e.g. to make the inputs inference reads).
+    """
+    with tempfile.TemporaryDirectory() as tmp:
+        wf = workflow(configs, "train.json", "train", bundle_root=tmp, **overrides)
+        wf.initialize()
+        test.assertEqual(wf.check_properties(), [])
+        (Path(tmp) / "models").mkdir(exist_ok=True)
+        torch.save(wf.parser.get_parsed_content("network_def").state_dict(), Path(tmp) / "models" / "model.pt")
+        if prepare is not None:
+            prepare(tmp)
+        for config in ("inference.json", ["inference.json", "evaluate.json"]):
+            wf = workflow(configs, config, "infer", bundle_root=tmp, **overrides)
+            wf.initialize()
+            test.assertEqual(wf.check_properties(), [], config)
+
+
 def table_value(text: str, row: str) -> str:
     """The value cell of the two-column markdown table row ``| row | value |`` of a bundle README."""
     match = re.search(rf"^\| {re.escape(row)} \| ([^|]+) \|", text, flags=re.MULTILINE)

@@ -71,16 +71,7 @@ def ct_volume(shared: Path, out: Path, num_slices: int = 6, empty_slices: int = 
 
 class TestBIEDSNetBundleConfigs(unittest.TestCase):
     def test_properties(self):
-        with tempfile.TemporaryDirectory() as tmp:
-            wf = workflow("train.json", "train", bundle_root=tmp, **FAST)
-            wf.initialize()
-            self.assertEqual(wf.check_properties(), [])
-            (Path(tmp) / "models").mkdir(exist_ok=True)
-            torch.save(wf.parser.get_parsed_content("network_def").state_dict(), Path(tmp) / "models" / "model.pt")
-            for config in ("inference.json", ["inference.json", "evaluate.json"]):
-                wf = workflow(config, "infer", bundle_root=tmp, **FAST)
-                wf.initialize()
-                self.assertEqual(wf.check_properties(), [], config)
+        bundle_testing.assert_properties(self, CONFIGS, FAST)
 
     def test_shared_ids_are_identical(self):
         train = json.loads((CONFIGS / "train.json").read_text())

@@ -6,11 +6,9 @@ import json
 import re
 import unittest
 
-from bundle_testing import REPO, table_value
+from bundle_testing import REPO, assert_readme_sections, table_value
 
 BUNDLE = REPO / "bundles" / "biedsnet"
-SECTIONS = ["## Overview", "## Data", "## Training configuration", "## Performance", "## Bundle commands",
-            "## References", "## License"]
 
 
 class TestBIEDSNetReadme(unittest.TestCase):
@@ -20,9 +18,7 @@ class TestBIEDSNetReadme(unittest.TestCase):
         self.infer = json.loads((BUNDLE / "configs" / "inference.json").read_text())
 
     def test_sections_in_order(self):
-        positions = [self.readme.find(s) for s in SECTIONS]
-        self.assertNotIn(-1, positions, positions)
-        self.assertEqual(positions, sorted(positions))
+        assert_readme_sections(self, self.readme)
 
     def test_quoted_numbers_match_configs(self):
         self.assertEqual(int(table_value(self.readme, "epochs")), self.train["epochs"])

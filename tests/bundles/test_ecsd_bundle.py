@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import tifffile
-import torch
 from ignite.engine import Events
 from monai.bundle import ConfigWorkflow
 
@@ -39,16 +38,7 @@ def run(config, workflow_type: str, **override) -> ConfigWorkflow:
 
 class TestECSDBundleConfigs(unittest.TestCase):
     def test_properties(self):
-        with tempfile.TemporaryDirectory() as tmp:
-            wf = workflow("train.json", "train", bundle_root=tmp, **FAST)
-            wf.initialize()
-            self.assertEqual(wf.check_properties(), [])
-            (Path(tmp) / "models").mkdir(exist_ok=True)
-            torch.save(wf.parser.get_parsed_content("network_def").state_dict(), Path(tmp) / "models" / "model.pt")
-            for config in ("inference.json", ["inference.json", "evaluate.json"]):
-                wf = workflow(config, "infer", bundle_root=tmp, **FAST)
-                wf.initialize()
-                self.assertEqual(wf.check_properties(), [], config)
+        bundle_testing.assert_properties(self, CONFIGS, FAST)
 
     def test_shared_ids_are_identical(self):
         train = json.loads((CONFIGS / "train.json").read_text())

@@ -69,17 +69,7 @@ def crop_dataset(shared: Path, out: Path, which: str) -> Path:
 
 class TestNeuroDiffBundleConfigs(unittest.TestCase):
     def test_properties(self):
-        with tempfile.TemporaryDirectory() as tmp:
-            wf = workflow("train.json", "train", bundle_root=tmp, **FAST)
-            wf.initialize()
-            self.assertEqual(wf.check_properties(), [])
-            (Path(tmp) / "models").mkdir(exist_ok=True)
-            torch.save(wf.parser.get_parsed_content("network_def").state_dict(), Path(tmp) / "models" / "model.pt")
-            run("remodel.json", "infer", bundle_root=tmp, place=False)
-            for config in ("inference.json", ["inference.json", "evaluate.json"]):
-                wf = workflow(config, "infer", bundle_root=tmp, **FAST)
-                wf.initialize()
-                self.assertEqual(wf.check_properties(), [], config)
+        bundle_testing.assert_properties(self, CONFIGS, FAST, prepare=lambda root: run("remodel.json", "infer", bundle_root=root, place=False))
 
     def test_paper_defaults(self):
         parser = ConfigParser()

@@ -5,11 +5,9 @@ from __future__ import annotations
 import json
 import unittest
 
-from bundle_testing import REPO, table_value
+from bundle_testing import REPO, assert_readme_sections, table_value
 
 BUNDLE = REPO / "bundles" / "neurodiff"
-SECTIONS = ["## Overview", "## Data", "## Training configuration", "## Performance", "## Bundle commands",
-            "## References", "## License"]
 
 
 class TestNeuroDiffReadme(unittest.TestCase):
@@ -18,9 +16,7 @@ class TestNeuroDiffReadme(unittest.TestCase):
         self.train = json.loads((BUNDLE / "configs" / "train.json").read_text())
 
     def test_sections_in_order(self):
-        positions = [self.readme.find(s) for s in SECTIONS]
-        self.assertNotIn(-1, positions, positions)
-        self.assertEqual(positions, sorted(positions))
+        assert_readme_sections(self, self.readme)
 
     def test_quoted_numbers_match_config(self):
         t = self.train
