@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 from ignite.engine import Events
 from monai.bundle import ConfigWorkflow
+from monai.networks.schedulers import DDIMScheduler
 
 from emdiff_components.data import read_image, segmentation_datalist
 from emdiff_components.diffusion import GaussianMaskInferer, gaussian_scheduler
@@ -48,6 +49,8 @@ logger = logging.getLogger("benchmark_biedsnet")
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "bundles" / "biedsnet" / "configs"
 SAMPLER_SETTINGS = [("ddpm", 1000), ("ddim", 100), ("ddim", 50), ("ddim", 20), ("ddim", 10)]
+# MONAI 1.6's own DDIMScheduler, whose steps land off the visited time steps (see diffusion/schedulers.py)
+MONAI_DDIM_SETTINGS = [("monai-ddim", 50), ("monai-ddim", 10)]
 # the paper's Table 2 rows add one part at a time: (row, overlays that switch the missing parts off)
 ABLATIONS = [
     ("baseline (no BFFM, no ADRB, MSE, no multi-layer supervision)",
@@ -147,7 +150,11 @@ def load_test_set(dataset: Path, size: tuple[int, int]) -> tuple[torch.Tensor, l
 
 def evaluate(network, batch: torch.Tensor, labels: list[np.ndarray], sampler: str, steps: int, k: int) -> dict:
     """Dice (mean over slices, at their own size) of member 0 and of the K-member mean fusion; seconds per image."""
-    inferer = GaussianMaskInferer(gaussian_scheduler(sampler, 1000), roi_size=batch.shape[-2:],
+    if sampler == "monai-ddim":
+        scheduler = DDIMScheduler(num_train_timesteps=1000, schedule="linear_beta", prediction_type="sample")
+    else:
+        scheduler = gaussian_scheduler(sampler, 1000)
+    inferer = GaussianMaskInferer(scheduler, roi_size=batch.shape[-2:],
                                   sw_batch_size=batch.shape[0], size_divisor=network.stride,
                                   num_inference_steps=steps, num_samples=k)
     start = time.perf_counter()
@@ -164,11 +171,23 @@ def evaluate(network, batch: torch.Tensor, labels: list[np.ndarray], sampler: st
             "seconds_per_image": seconds}
 
 
+def load_trained(path: Path) -> dict:
+    """A budget-trained full model saved by ``--save-model`` (EMA weights and the iteration count)."""
+    saved = torch.load(path, weights_only=True)
+    network = BIEDSNet(channels=BUDGET_MODEL["channels"], num_res_blocks=BUDGET_MODEL["num_res_blocks"])
+    network.load_state_dict(saved["model"])
+    return {"network": network.eval(), "iterations": saved["iterations"], "seconds": saved["seconds"]}
+
+
 def samplers(
-    dataset: Path, minutes: float, work: Path, settings=SAMPLER_SETTINGS, ddpm_ensemble: int = 1
+    dataset: Path, minutes: float, work: Path, settings=SAMPLER_SETTINGS, ddpm_ensemble: int = 1,
+    trained: dict | None = None,
 ) -> tuple[dict, dict]:
-    """Train the full model on the budget, then sample the test slices with every setting (K = 5, DDPM: ``ddpm_ensemble``)."""
-    trained = train_for_budget(dataset, work / "full", minutes)
+    """Train the full model on the budget (unless ``trained``), then sample the test slices with every setting.
+
+    Ensembles of K = 5 (DDPM: ``ddpm_ensemble``).
+    """
+    trained = trained or train_for_budget(dataset, work / "full", minutes)
     batch, labels = load_test_set(dataset, tuple(BUDGET_MODEL["image_size"]))
     rows = {}
     for sampler, steps in settings:
@@ -235,6 +254,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--shared", default=str(REPO.parent / "shared" / "data"))
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="smoke run: DDIM 10 / 5 steps only")
+    parser.add_argument("--settings", default=None,
+                        help="comma-separated sampler settings to run, e.g. 'ddim 50,monai-ddim 50' (default: all)")
+    parser.add_argument("--save-model", default=None, help="save the budget-trained full model (EMA) here")
+    parser.add_argument("--load-model", default=None, help="use a model saved by --save-model instead of training")
     parser.add_argument("--speed-child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
@@ -252,14 +275,23 @@ def main(argv: list[str] | None = None) -> dict:
         sys.path.insert(0, str(REPO / "scripts"))
         from convert_shared_data import convert
 
-        settings = [("ddim", 10), ("ddim", 5)] if args.quick else SAMPLER_SETTINGS
-        full = None
+        settings = SAMPLER_SETTINGS + MONAI_DDIM_SETTINGS
+        if args.settings:
+            settings = [(name, int(steps)) for name, steps in (item.rsplit(" ", 1) for item in args.settings.split(","))]
+        if args.quick:
+            settings = [("ddim", 10), ("ddim", 5)]
+        full = load_trained(Path(args.load_model)) if args.load_model else None
         with tempfile.TemporaryDirectory() as tmp:
             dataset = Path(convert("covid", Path(tmp) / "data", shared_dir=args.shared))
             if args.part in ("all", "training", "samplers"):
-                results["samplers"], full = samplers(
-                    dataset, args.budget_minutes, Path(tmp), settings, args.ddpm_ensemble
-                )
+                summary, full = samplers(dataset, args.budget_minutes, Path(tmp), settings, args.ddpm_ensemble, full)
+                if args.save_model:
+                    Path(args.save_model).parent.mkdir(parents=True, exist_ok=True)
+                    torch.save({"model": full["network"].state_dict(), "iterations": full["iterations"],
+                                "seconds": full["seconds"]}, args.save_model)
+                previous = results.get("samplers", {}).get("rows", {}) if args.load_model else {}
+                summary["rows"] = {**previous, **summary["rows"]}  # rows of an earlier run with the same model stay
+                results["samplers"] = summary
                 out.parent.mkdir(parents=True, exist_ok=True)
                 out.write_text(json.dumps(results, indent=2))
             if args.part in ("all", "training", "ablation"):
