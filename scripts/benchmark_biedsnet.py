@@ -219,7 +219,8 @@ def ablation(dataset: Path, minutes: float, work: Path, full: dict | None = None
 def print_tables(results: dict) -> None:
     if "speed" in results:
         s = results["speed"]
-        print(f"\nPaper-width BIEDSNet ({s['parameters_m']:.1f} M parameters), 256 x 256, {torch.get_num_threads()} threads")
+        print(f"\nPaper-width BIEDSNet ({s['parameters_m']:.1f} M parameters), 256 x 256, "
+              f"{torch.get_num_threads()} threads")
         print(f"training step, batch 8: {s['train_step_s_256_batch8']:.1f} s, peak RSS {s['peak_rss_gb']:.2f} GB")
         print(f"forward: {s['forward_s_256']:.3f} s (MedSegDiff ISIC network: {MEDSEGDIFF_FORWARD_S} s)")
         print("| sampler | ours per image | MedSegDiff per image |\n|---|---|---|")
@@ -277,7 +278,8 @@ def main(argv: list[str] | None = None) -> dict:
 
         settings = SAMPLER_SETTINGS + MONAI_DDIM_SETTINGS
         if args.settings:
-            settings = [(name, int(steps)) for name, steps in (item.rsplit(" ", 1) for item in args.settings.split(","))]
+            pairs = (item.strip().rsplit(" ", 1) for item in args.settings.split(","))
+            settings = [(name, int(steps)) for name, steps in pairs]
         if args.quick:
             settings = [("ddim", 10), ("ddim", 5)]
         full = load_trained(Path(args.load_model)) if args.load_model else None
