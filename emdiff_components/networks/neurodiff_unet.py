@@ -12,6 +12,7 @@ from torch import nn
 
 from .blocks._memory import maybe_checkpoint
 from .blocks.msc import MSC
+from .blocks.inputs import check_conditional_inputs
 from .blocks.rgm import RGM, _check_voxel_size
 
 __all__ = ["NeuroDiffUNet"]
@@ -247,29 +248,9 @@ class NeuroDiffUNet(nn.Module):
         nn.init.zeros_(self.out[-1].bias)
 
     def _check_inputs(self, x: torch.Tensor, timesteps: torch.Tensor | int, condition: torch.Tensor) -> torch.Tensor:
-        name = "NeuroDiffUNet"
-        if x.ndim != 5 or x.shape[1] != self.in_channels:
-            raise ValueError(f"{name}: x must have shape (B, {self.in_channels}, D, H, W), got {tuple(x.shape)}.")
-        b = x.shape[0]
-        if condition.ndim != 5 or condition.shape[1] != self.cond_channels or condition.shape[0] != b:
-            raise ValueError(
-                f"{name}: condition must have shape ({b}, {self.cond_channels}, D, H, W), got {tuple(condition.shape)}."
-            )
-        if condition.shape[2:] != x.shape[2:]:
-            raise ValueError(
-                f"{name}: x {tuple(x.shape[2:])} and condition {tuple(condition.shape[2:])} differ in spatial size."
-            )
-        if any(n % s for n, s in zip(x.shape[2:], self.stride)):
-            raise ValueError(
-                f"{name}: spatial size {tuple(x.shape[2:])} must be divisible by the stride {self.stride}."
-            )
-        if not isinstance(timesteps, torch.Tensor):
-            timesteps = torch.as_tensor(timesteps, device=x.device)
-        if timesteps.ndim == 0:
-            timesteps = timesteps.expand(b)
-        if timesteps.shape != (b,):
-            raise ValueError(f"{name}: timesteps must have shape ({b},), got {tuple(timesteps.shape)}.")
-        return timesteps.to(x.device)
+        return check_conditional_inputs(
+            "NeuroDiffUNet", x, timesteps, condition, self.in_channels, self.cond_channels, self.stride, spatial_dims=3
+        )
 
     def forward(self, x: torch.Tensor, timesteps: torch.Tensor | int, condition: torch.Tensor) -> torch.Tensor:
         """Predict the noise ``(B, out_channels, D, H, W)`` in ``x`` at ``timesteps`` given ``condition``."""

@@ -51,7 +51,7 @@ BAD_INPUTS = [
     ("x_channels", (1, 2, 4, 16, 16), (1, 2, 4, 16, 16), "x must have shape"),
     ("cond_channels", (1, 1, 4, 16, 16), (1, 3, 4, 16, 16), "condition must have shape"),
     ("sizes_differ", (1, 1, 4, 16, 16), (1, 2, 4, 16, 24), "differ in spatial size"),
-    ("not_divisible", (1, 1, 4, 20, 16), (1, 2, 4, 20, 16), "divisible by the stride"),
+    ("not_divisible", (1, 1, 4, 20, 16), (1, 2, 4, 20, 16), "divisible by .* \\(the total stride\\)"),
 ]
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 
 __all__ = ["check_conditional_inputs"]
@@ -14,28 +16,38 @@ def check_conditional_inputs(
     condition: torch.Tensor,
     in_channels: int,
     cond_channels: int,
-    stride: int,
+    stride: int | Sequence[int],
+    spatial_dims: int = 2,
 ) -> torch.Tensor:
-    """Check x (B, in_channels, H, W) and condition (B, cond_channels, H, W), with H and W divisible by ``stride``.
+    """Check x (B, in_channels, *spatial) and condition (B, cond_channels, *spatial), the sizes divisible by ``stride``.
 
     Raises ``ValueError`` starting with ``name`` (the network's class) that gives the expected and the actual shapes.
+
+    Args:
+        stride: the network's total stride, one int for every axis or one per spatial axis.
+        spatial_dims: 2 (H, W) or 3 (D, H, W).
 
     Returns:
         ``timesteps`` as a ``(B,)`` tensor on ``x``'s device (a scalar is broadcast over the batch).
     """
-    if x.ndim != 4 or x.shape[1] != in_channels:
-        raise ValueError(f"{name}: x must have shape (B, {in_channels}, H, W), got {tuple(x.shape)}.")
-    b, _, h, w = x.shape
-    if condition.ndim != 4 or condition.shape[1] != cond_channels or condition.shape[0] != b:
+    axes = "D, H, W" if spatial_dims == 3 else "H, W"
+    if x.ndim != spatial_dims + 2 or x.shape[1] != in_channels:
+        raise ValueError(f"{name}: x must have shape (B, {in_channels}, {axes}), got {tuple(x.shape)}.")
+    b = x.shape[0]
+    if condition.ndim != spatial_dims + 2 or condition.shape[1] != cond_channels or condition.shape[0] != b:
         raise ValueError(
-            f"{name}: condition must have shape ({b}, {cond_channels}, H, W), got {tuple(condition.shape)}."
+            f"{name}: condition must have shape ({b}, {cond_channels}, {axes}), got {tuple(condition.shape)}."
         )
     if condition.shape[2:] != x.shape[2:]:
         raise ValueError(
             f"{name}: x {tuple(x.shape[2:])} and condition {tuple(condition.shape[2:])} differ in spatial size."
         )
-    if h % stride or w % stride:
-        raise ValueError(f"{name}: spatial size ({h}, {w}) must be divisible by {stride} (the total stride).")
+    strides = (stride,) * spatial_dims if isinstance(stride, int) else tuple(stride)
+    if any(n % s for n, s in zip(x.shape[2:], strides)):
+        shown = stride if isinstance(stride, int) else tuple(strides)
+        raise ValueError(
+            f"{name}: spatial size {tuple(x.shape[2:])} must be divisible by {shown} (the total stride)."
+        )
     if not isinstance(timesteps, torch.Tensor):
         timesteps = torch.as_tensor(timesteps, device=x.device)
     if timesteps.ndim == 0:
