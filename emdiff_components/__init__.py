@@ -6,8 +6,22 @@ Importing the package needs only torch, numpy and monai; file formats and OpenCV
 
 from __future__ import annotations
 
-from . import data, diffusion, engines, losses, metrics, networks, transforms
+from . import data, diffusion, engines, losses, metrics, networks, transforms, utils
+from .utils import atomic_write, check_voxel_size, natural_sort_key
 
-__all__ = ["data", "diffusion", "engines", "losses", "metrics", "networks", "transforms", "__version__"]
+__all__ = [
+    "data",
+    "diffusion",
+    "engines",
+    "losses",
+    "metrics",
+    "networks",
+    "transforms",
+    "utils",
+    "atomic_write",
+    "check_voxel_size",
+    "natural_sort_key",
+    "__version__",
+]
 
 __version__ = "0.1.0"

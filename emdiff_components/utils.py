@@ -1,0 +1,78 @@
+"""Small helpers every room of the package uses: atomic file writes, natural name order, the voxel-size check.
+
+This module imports nothing else of the package, so any room may import it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Iterator, Sequence
+
+__all__ = ["atomic_write", "natural_sort_key", "check_voxel_size"]
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike, keep_existing: bool = False) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success rename it onto ``path``, on error delete it.
+
+    A run killed while writing never leaves half a file under the final name: the rename (``os.replace``) is atomic
+    on one file system, which the temporary file in the same folder guarantees. The folder is created if needed.
+
+    Args:
+        path: the final file.
+        keep_existing: start the temporary file as a copy of an existing ``path`` (writers that append, e.g. a new
+            dataset in an HDF5 file); default False (the temporary path does not exist when yielded).
+
+    Example::
+
+        with atomic_write("out/metrics.json") as tmp:
+            tmp.write_text(json.dumps(metrics))
+    """
+    final = Path(path)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    suffix = "".join(final.suffixes) or ".tmp"
+    fd, name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=suffix, dir=final.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        if keep_existing and final.exists():
+            tmp.write_bytes(final.read_bytes())
+        else:
+            tmp.unlink()  # some writers refuse to overwrite or append to an existing empty file
+        yield tmp
+        os.replace(tmp, final)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def natural_sort_key(name: str) -> list:
+    """Sort key that orders digits by value and letters case-insensitively: ``img2`` before ``img10``."""
+    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", str(name))]
+
+
+def check_voxel_size(voxel_size: Sequence[float] | float | None, owner: str) -> tuple[float, float, float]:
+    """A voxel size as three positive finite floats ``(z, y, x)`` in nm; two values ``(z, xy)`` mean ``(z, xy, xy)``.
+
+    Args:
+        voxel_size: 3 numbers ``(z, y, x)`` or 2 numbers ``(z, xy)``.
+        owner: the function or class named in the error.
+
+    Raises:
+        ValueError: anything else (naming ``owner`` and the value).
+    """
+    message = f"{owner}: voxel_size must be 3 positive numbers (z, y, x) or 2 (z, xy) in nm, got {voxel_size!r}."
+    try:
+        values = [float(v) for v in voxel_size]  # type: ignore[union-attr]
+    except (TypeError, ValueError):
+        raise ValueError(message) from None
+    if len(values) == 2:
+        values = [values[0], values[1], values[1]]
+    if len(values) != 3 or not all(math.isfinite(v) and v > 0 for v in values):
+        raise ValueError(message)
+    return values[0], values[1], values[2]
