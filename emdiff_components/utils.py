@@ -9,6 +9,7 @@ import contextlib
 import math
 import os
 import re
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -26,7 +27,11 @@ def atomic_write(path: str | os.PathLike, keep_existing: bool = False) -> Iterat
     Args:
         path: the final file.
         keep_existing: start the temporary file as a copy of an existing ``path`` (writers that append, e.g. a new
-            dataset in an HDF5 file); default False (the temporary path does not exist when yielded).
+            dataset in an HDF5 file); default False (the temporary path does not exist when yielded, so the writer
+            creates it with the usual permissions).
+
+    The temporary name starts with a dot and ends with all suffixes of ``path`` (``.x.nii.gz``), so writers that pick
+    the format by extension see the right one.
 
     Example::
 
@@ -41,7 +46,7 @@ def atomic_write(path: str | os.PathLike, keep_existing: bool = False) -> Iterat
     tmp = Path(name)
     try:
         if keep_existing and final.exists():
-            tmp.write_bytes(final.read_bytes())
+            shutil.copy2(final, tmp)  # streamed (HDF5 files can be large), with the file's permissions
         else:
             tmp.unlink()  # some writers refuse to overwrite or append to an existing empty file
         yield tmp
@@ -67,6 +72,8 @@ def check_voxel_size(voxel_size: Sequence[float] | float | None, owner: str) -> 
         ValueError: anything else (naming ``owner`` and the value).
     """
     message = f"{owner}: voxel_size must be 3 positive numbers (z, y, x) or 2 (z, xy) in nm, got {voxel_size!r}."
+    if isinstance(voxel_size, (str, bytes)):  # "29" would iterate as the characters "2", "9"
+        raise ValueError(message)
     try:
         values = [float(v) for v in voxel_size]  # type: ignore[union-attr]
     except (TypeError, ValueError):
