@@ -51,6 +51,9 @@ class BIEDSNet(nn.Module):
         norm_num_groups: GroupNorm groups in the ADRBs; default 8.
         num_decoder_res_blocks: ADRBs per decoder level; default 2.
 
+    Attributes:
+        stride: total down-sampling ``2 ** (len(channels) - 1)`` (16 at the defaults); sizes must divide by it.
+
     Returns:
         ``forward(x, timesteps, condition)`` with x ``(B, in_channels, H, W)``, timesteps ``(B,)`` and condition
         ``(B, cond_channels, H, W)`` (H, W divisible by ``2 ** (L - 1)``) returns ``(B, out_channels, H, W)``; in
@@ -108,7 +111,6 @@ class BIEDSNet(nn.Module):
                 return ADRB(in_c, out_c, emb_channels, norm_num_groups)
             return TimeResBlock(2, in_c, out_c, emb_channels, norm_num_groups)
 
-        self.stride = 2 ** (len(channels) - 1)
         emb_channels = 4 * channels[0]
         self.time_embedding = TimestepEmbedding(channels[0], emb_channels)
         self.stem = nn.Conv2d(in_channels + cond_channels, channels[0], 3, padding=1)
@@ -148,6 +150,11 @@ class BIEDSNet(nn.Module):
         self.aux_heads = nn.ModuleList(
             [nn.Conv2d(channels[i], out_channels, 1) for i in (1, 2, 3)] if deep_supervision else []
         )
+
+    @property
+    def stride(self) -> int:
+        """Total down-sampling ``2 ** (len(channels) - 1)``: every input size must be divisible by it."""
+        return 2 ** (len(self.channels) - 1)
 
     def forward(
         self, x: torch.Tensor, timesteps: torch.Tensor, condition: torch.Tensor

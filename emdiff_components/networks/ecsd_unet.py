@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from functools import partial
 
@@ -82,11 +83,11 @@ class ECSDUNet(nn.Module):
     Yan et al. "Cold SegDiffusion: A Novel Diffusion Model for Medical Image Segmentation", Knowledge-Based Systems
     2024; Qi et al. "A Boundary-aware Cold-Diffusion Model for Electron Microscopy Segmentation" (ECSD), Fig. 2.
 
-    Layout (our reading of the paper and the public reference code; widths ``w_i = channels * channel_mults[i]``,
+    Layout (our reading of the paper and the public reference code; widths ``w_i = channels[i]``,
     level i at resolution ``(H, W) / 2**i``, every ResBlock is a :class:`TimeResBlock` with GroupNorm and a
     time-embedding scale-shift):
 
-    1. time: sinusoidal embedding of ``timesteps`` -> MLP -> ``4 * channels`` features, given to every ResBlock.
+    1. time: sinusoidal embedding of ``timesteps`` -> MLP -> ``4 * w_0`` features, given to every ResBlock.
     2. two encoders of the same structure, a main one on x_t and a conditional one on the image: 7x7 stem to
        ``w_0``; per level ``num_res_blocks`` ResBlocks; then a 2x2 stride-2 convolution to ``w_{i+1}``
        (no downsampling after the last level).
@@ -119,9 +120,9 @@ class ECSDUNet(nn.Module):
         in_channels: channels of x_t (1 for binary masks, the number of classes for multi-class); default 1.
         cond_channels: channels of the image condition; default 1.
         out_channels: channels of x0_hat, normally ``in_channels``; default 1.
-        channels: base width; default 64.
-        channel_mults: width multiplier per level; default ``(1, 2, 4, 8)``. The total stride is
-            ``2 ** (len(channel_mults) - 1)``.
+        channels: width of each level (MONAI's convention, as ``DiffusionModelUNet``); default
+            ``(64, 128, 256, 512)``. The total stride is ``2 ** (len(channels) - 1)``. Deprecated: an int is read as
+            the base width of the old ``channels`` + ``channel_mults`` pair (``DeprecationWarning``).
         num_res_blocks: ResBlocks per level in each encoder and in the decoder; default 2.
         norm_num_groups: GroupNorm groups; every width must be divisible by it; default 8.
         attention_head_channels: channels per attention head (CEM and CCAM); default 32.
@@ -131,6 +132,11 @@ class ECSDUNet(nn.Module):
             attention, ResBlock) and CCAM block in the backward pass (``torch.utils.checkpoint``, non-reentrant,
             one sample at a time) instead of storing their activations; costs about one extra forward, cuts the
             peak memory several-fold; default False. Settable after construction.
+        channel_mults: deprecated (removed in the next release): width multipliers of an int ``channels``;
+            ``channels=64, channel_mults=(1, 2, 4, 8)`` builds the same network as ``channels=(64, 128, 256, 512)``.
+
+    Attributes:
+        stride: total down-sampling ``2 ** (len(channels) - 1)``; every input size must be divisible by it.
 
     Returns:
         ``forward(x, timesteps, condition)`` maps x ``(B, in_channels, H, W)``, timesteps ``(B,)`` (int or float)
@@ -138,7 +144,7 @@ class ECSDUNet(nn.Module):
         be divisible by the total stride.
 
     Example:
-        >>> net = ECSDUNet(channels=16, channel_mults=(1, 2), attention_heads=2, attention_head_channels=8)
+        >>> net = ECSDUNet(channels=(16, 32), attention_heads=2, attention_head_channels=8)
         >>> x0_hat = net(torch.zeros(2, 1, 32, 48), torch.tensor([3, 40]), torch.ones(2, 1, 32, 48))
         >>> x0_hat.shape
         torch.Size([2, 1, 32, 48])
@@ -150,14 +156,15 @@ class ECSDUNet(nn.Module):
         in_channels: int = 1,
         cond_channels: int = 1,
         out_channels: int = 1,
-        channels: int = 64,
-        channel_mults: Sequence[int] = (1, 2, 4, 8),
+        channels: Sequence[int] | int = (64, 128, 256, 512),
         num_res_blocks: int = 2,
         norm_num_groups: int = 8,
         attention_head_channels: int = 32,
         attention_heads: int = 4,
         filter_grid: Sequence[int] = (64, 64),
         use_checkpointing: bool = False,
+        *,
+        channel_mults: Sequence[int] | None = None,
     ) -> None:
         super().__init__()
         if spatial_dims != 2:
@@ -169,7 +176,6 @@ class ECSDUNet(nn.Module):
             ("in_channels", in_channels),
             ("cond_channels", cond_channels),
             ("out_channels", out_channels),
-            ("channels", channels),
             ("num_res_blocks", num_res_blocks),
             ("norm_num_groups", norm_num_groups),
             ("attention_head_channels", attention_head_channels),
@@ -177,14 +183,11 @@ class ECSDUNet(nn.Module):
         ):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"ECSDUNet: {name} must be a positive int, got {value!r}.")
-        mults = tuple(channel_mults)
-        if not mults or not all(isinstance(m, int) and not isinstance(m, bool) and m >= 1 for m in mults):
-            raise ValueError(f"ECSDUNet: channel_mults must be a non-empty sequence of positive ints, got {mults!r}.")
-        widths = [channels * m for m in mults]
+        widths, time_channels = _level_widths(channels, channel_mults)
         for w in widths:
             if w % norm_num_groups != 0:
                 raise ValueError(
-                    f"ECSDUNet: every width channels * channel_mults {widths} must be divisible by "
+                    f"ECSDUNet: every width of channels {widths} must be divisible by "
                     f"norm_num_groups ({norm_num_groups}); {w} is not."
                 )
         grid = tuple(filter_grid)
@@ -193,10 +196,9 @@ class ECSDUNet(nn.Module):
 
         self.in_channels, self.cond_channels, self.out_channels = in_channels, cond_channels, out_channels
         self.widths = widths
-        self.stride = 2 ** (len(widths) - 1)
-        temb_channels = 4 * channels
+        temb_channels = 4 * time_channels
 
-        self.time_embedding = TimestepEmbedding(channels, temb_channels)
+        self.time_embedding = TimestepEmbedding(time_channels, temb_channels)
         self.encoder = _Encoder(in_channels, widths, num_res_blocks, temb_channels, norm_num_groups)
         self.cond_encoder = _Encoder(cond_channels, widths, num_res_blocks, temb_channels, norm_num_groups)
         self.cems = nn.ModuleList(
@@ -222,6 +224,11 @@ class ECSDUNet(nn.Module):
         self.use_checkpointing = use_checkpointing
         # channels-last weights: oneDNN otherwise re-lays out every 3x3 kernel on every call (~12 % of a forward)
         self.to(memory_format=torch.channels_last)
+
+    @property
+    def stride(self) -> int:
+        """Total down-sampling ``2 ** (levels - 1)``: every input size must be divisible by it."""
+        return 2 ** (len(self.widths) - 1)
 
     @property
     def use_checkpointing(self) -> bool:
@@ -295,6 +302,34 @@ class ECSDUNet(nn.Module):
     ) -> torch.Tensor:
         stem = self.encoder.stem(x) if stem is None else stem
         return self.final_conv(self.final_block(torch.cat([h, stem], dim=1), temb))
+
+
+def _positive_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def _level_widths(channels: Sequence[int] | int, channel_mults: Sequence[int] | None) -> tuple[list[int], int]:
+    """Per-level widths and the time-embedding base width, from ``channels`` or the deprecated int + multipliers."""
+    if channel_mults is None and not isinstance(channels, int):
+        widths = list(channels)
+        if not widths or not all(_positive_int(w) for w in widths):
+            raise ValueError(f"ECSDUNet: channels must be a non-empty sequence of positive ints, got {channels!r}.")
+        return widths, widths[0]
+    # deprecated: an int base width times multipliers (the time embedding keeps the base width, as before)
+    mults = tuple((1, 2, 4, 8) if channel_mults is None else channel_mults)
+    if not _positive_int(channels):
+        raise ValueError(f"ECSDUNet: channels must be a positive int when channel_mults is given, got {channels!r}.")
+    if not mults or not all(_positive_int(m) for m in mults):
+        raise ValueError(f"ECSDUNet: channel_mults must be a non-empty sequence of positive ints, got {mults!r}.")
+    widths = [channels * m for m in mults]
+    old = f"channels={channels}" + ("" if channel_mults is None else f", channel_mults={mults}")
+    warnings.warn(
+        f"ECSDUNet: {old} is deprecated and will be removed in the next release; pass the per-level widths "
+        f"channels={widths} instead.",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+    return widths, channels
 
 
 def _entry_block(entry: nn.Module | None, block: nn.Module, h: torch.Tensor, temb: torch.Tensor) -> torch.Tensor:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 
 import torch
@@ -70,10 +71,10 @@ class NeuroDiffUNet(nn.Module):
     layout and numbers follow the reference code (HeadLiuYun/NeuroDiff, ``diffusion_model/neurodiff.py``), itself
     derived from Dhariwal and Nichol, "Diffusion Models Beat GANs on Image Synthesis", https://arxiv.org/abs/2105.05233.
 
-    1. time: sinusoidal features (max period 1000) of width ``model_channels``, then Linear, SiLU, Linear to
-       ``4 * model_channels``;
+    1. time: sinusoidal features (max period 1000) of width ``time_channels``, then Linear, SiLU, Linear to
+       ``4 * time_channels``;
     2. input: ``cat(x_t, condition)`` through a 3x3x3 convolution to the first level's width;
-    3. encoder level l (width ``int(channel_mult[l] * model_channels)``, in-plane factor ds = 2**l):
+    3. encoder level l (width ``channels[l]``, in-plane factor ds = 2**l):
        ``num_res_blocks`` ResNet blocks (MONAI ``DiffusionUNetResnetBlock``: GroupNorm, SiLU, conv, + time,
        GroupNorm, SiLU, zero-initialised conv), each followed by an :class:`RGM` when ds is in ``rgm_factors``;
        with ``use_msc`` the level's :class:`MSC` hint is added to the output of every such unit; then a stride-2
@@ -91,9 +92,11 @@ class NeuroDiffUNet(nn.Module):
         in_channels: channels of x_t; default 1.
         cond_channels: channels of the condition (one-hot membrane, mitochondria in [-1, 1]); default 2.
         out_channels: channels of the predicted noise; default 1.
-        model_channels: base width; default 64.
-        channel_mult: width of each level as a multiple of ``model_channels``; default ``(0.5, 1, 1, 2, 2, 4, 4)``
-            (the reference's choice for 512 x 512 patches; widths 32, 64, 64, 128, 128, 256, 256).
+        channels: width of each level (MONAI's convention, as ``DiffusionModelUNet``); default
+            ``(32, 64, 64, 128, 128, 256, 256)`` (the reference's ``model_channels`` 64 x ``channel_mult``
+            (0.5, 1, 1, 2, 2, 4, 4), its choice for 512 x 512 patches).
+        time_channels: width of the sinusoidal time features (the embedding has 4x as many); default 64 (the
+            reference's ``model_channels``).
         num_res_blocks: ResNet blocks per encoder level (the decoder has one more); default 1.
         rgm_factors: in-plane down-sampling factors whose levels get RGM blocks; default ``(8, 16, 32)``.
         anisotropy_ratio: down-sampling is (1, 2, 2) while the in-plane factor is below this, (2, 2, 2) after; the
@@ -108,6 +111,9 @@ class NeuroDiffUNet(nn.Module):
         mamba_d_state, mamba_d_conv, mamba_expand: Mamba hyper-parameters; defaults 16, 4, 2.
         use_checkpointing: recompute each block in the backward pass instead of storing its activations
             (less memory, about one extra forward of time); default False.
+        model_channels, channel_mult: deprecated (removed in the next release): the reference's base width and
+            per-level multipliers; ``model_channels=m, channel_mult=c`` builds the same network as
+            ``channels=[int(x * m) for x in c], time_channels=m`` (``DeprecationWarning``).
 
     Attributes:
         stride: ``(z, y, x)`` divisor every input size must have: the U-Net's total down-sampling, combined (least
@@ -119,7 +125,7 @@ class NeuroDiffUNet(nn.Module):
         ``(B, out_channels, D, H, W)``.
 
     Example:
-        >>> net = NeuroDiffUNet(model_channels=16, channel_mult=(1, 1, 2, 2), norm_num_groups=8)
+        >>> net = NeuroDiffUNet(channels=(16, 16, 32, 32), time_channels=16, norm_num_groups=8)
         >>> net.stride
         (1, 8, 8)
         >>> net(torch.zeros(1, 1, 2, 16, 24), torch.tensor([3]), torch.zeros(1, 2, 2, 16, 24)).shape
@@ -132,8 +138,8 @@ class NeuroDiffUNet(nn.Module):
         in_channels: int = 1,
         cond_channels: int = 2,
         out_channels: int = 1,
-        model_channels: int = 64,
-        channel_mult: Sequence[float] = (0.5, 1, 1, 2, 2, 4, 4),
+        channels: Sequence[int] = (32, 64, 64, 128, 128, 256, 256),
+        time_channels: int = 64,
         num_res_blocks: int = 1,
         rgm_factors: Sequence[int] = (8, 16, 32),
         anisotropy_ratio: float = 64,
@@ -147,31 +153,38 @@ class NeuroDiffUNet(nn.Module):
         mamba_d_conv: int = 4,
         mamba_expand: int = 2,
         use_checkpointing: bool = False,
+        *,
+        model_channels: int | None = None,
+        channel_mult: Sequence[float] | None = None,
     ) -> None:
         super().__init__()
         if spatial_dims != 3:
             raise ValueError(f"NeuroDiffUNet: only spatial_dims=3 is supported, got {spatial_dims!r}.")
+        if model_channels is not None or channel_mult is not None:
+            channels, time_channels = _deprecated_widths(model_channels, channel_mult)
         for name, value in {
             "in_channels": in_channels,
             "cond_channels": cond_channels,
             "out_channels": out_channels,
-            "model_channels": model_channels,
+            "time_channels": time_channels,
             "num_res_blocks": num_res_blocks,
             "norm_num_groups": norm_num_groups,
         }.items():
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"NeuroDiffUNet: {name} must be a positive int, got {value!r}.")
-        widths = tuple(int(m * model_channels) for m in channel_mult)
-        if not widths or any(w < 1 or w % norm_num_groups for w in widths):
+        widths = tuple(channels)
+        if not widths or any(not isinstance(w, int) or isinstance(w, bool) or w < 1 for w in widths):
+            raise ValueError(f"NeuroDiffUNet: channels must be a non-empty sequence of positive ints, got {channels!r}.")
+        if any(w % norm_num_groups for w in widths):
             raise ValueError(
-                f"NeuroDiffUNet: channel_mult {tuple(channel_mult)} x model_channels {model_channels} gives widths "
-                f"{widths}; each must be a positive multiple of norm_num_groups ({norm_num_groups})."
+                f"NeuroDiffUNet: every width of channels {widths} must be a multiple of norm_num_groups "
+                f"({norm_num_groups})."
             )
         if not anisotropy_ratio > 0:
             raise ValueError(f"NeuroDiffUNet: anisotropy_ratio must be positive, got {anisotropy_ratio!r}.")
         voxel_size = _check_voxel_size("NeuroDiffUNet", voxel_size)
         self.in_channels, self.cond_channels, self.out_channels = in_channels, cond_channels, out_channels
-        self.model_channels, self.widths = model_channels, widths
+        self.time_channels, self.widths = time_channels, widths
         self.use_msc, self.use_rgm, self.use_checkpointing = bool(use_msc), bool(use_rgm), bool(use_checkpointing)
         rgm_factors = set(rgm_factors)
 
@@ -187,9 +200,9 @@ class NeuroDiffUNet(nn.Module):
         def rgm_block(channels: int) -> RGM:
             return RGM(channels, voxel_size, mamba_d_state, mamba_d_conv, mamba_expand, rgm_residual)
 
-        emb_channels = 4 * model_channels
+        emb_channels = 4 * time_channels
         self.time_embed = nn.Sequential(
-            nn.Linear(model_channels, emb_channels), nn.SiLU(), nn.Linear(emb_channels, emb_channels)
+            nn.Linear(time_channels, emb_channels), nn.SiLU(), nn.Linear(emb_channels, emb_channels)
         )
         self.input_conv = nn.Conv3d(in_channels + cond_channels, widths[0], 3, padding=1)
 
@@ -220,7 +233,7 @@ class NeuroDiffUNet(nn.Module):
         self.hint_ratios = tuple(hint_ratios)
         # sizes must divide by the U-Net's total down-sampling and by the MSC embedding's (1, 8, 8)
         embed_ratio = self.msc.embed_ratio if self.msc is not None else (1, 1, 1)
-        self.stride: tuple[int, int, int] = tuple(math.lcm(a, b) for a, b in zip(ratio, embed_ratio))  # type: ignore
+        self._stride: tuple[int, int, int] = tuple(math.lcm(a, b) for a, b in zip(ratio, embed_ratio))  # type: ignore
 
         self.middle = _Unit([res(ch, ch), rgm_block(ch) if use_rgm else nn.Identity(), res(ch, ch)])
 
@@ -247,6 +260,11 @@ class NeuroDiffUNet(nn.Module):
         nn.init.zeros_(self.out[-1].weight)
         nn.init.zeros_(self.out[-1].bias)
 
+    @property
+    def stride(self) -> tuple[int, int, int]:
+        """``(z, y, x)`` divisor of every input size (U-Net down-sampling and MSC embedding, combined)."""
+        return self._stride
+
     def _check_inputs(self, x: torch.Tensor, timesteps: torch.Tensor | int, condition: torch.Tensor) -> torch.Tensor:
         return check_conditional_inputs(
             "NeuroDiffUNet", x, timesteps, condition, self.in_channels, self.cond_channels, self.stride, spatial_dims=3
@@ -257,7 +275,7 @@ class NeuroDiffUNet(nn.Module):
         timesteps = self._check_inputs(x, timesteps, condition)
         ckpt = self.use_checkpointing
         # 1. time embedding (guided diffusion: max period 1000 in the reference, cos then sin)
-        emb = self.time_embed(get_timestep_embedding(timesteps, self.model_channels, max_period=1000).to(x.dtype))
+        emb = self.time_embed(get_timestep_embedding(timesteps, self.time_channels, max_period=1000).to(x.dtype))
         # 2. condition embedding for the MSC hints
         embedding = self.msc.embed(condition) if self.msc is not None else None
         # 3. encoder
@@ -279,3 +297,19 @@ class NeuroDiffUNet(nn.Module):
             h = maybe_checkpoint(ckpt, decoder_unit, torch.cat([h, skips.pop()], dim=1), emb)
         # 6. output
         return self.out(h)
+
+
+def _deprecated_widths(model_channels: int | None, channel_mult: Sequence[float] | None) -> tuple[list[int], int]:
+    """Per-level widths and time width from the reference's ``model_channels`` x ``channel_mult`` (deprecated)."""
+    model_channels = 64 if model_channels is None else model_channels
+    channel_mult = (0.5, 1, 1, 2, 2, 4, 4) if channel_mult is None else tuple(channel_mult)
+    if not isinstance(model_channels, int) or isinstance(model_channels, bool) or model_channels < 1:
+        raise ValueError(f"NeuroDiffUNet: model_channels must be a positive int, got {model_channels!r}.")
+    channels = [int(m * model_channels) for m in channel_mult]
+    warnings.warn(
+        f"NeuroDiffUNet: model_channels / channel_mult are deprecated and will be removed in the next release; pass "
+        f"channels={channels}, time_channels={model_channels} instead.",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+    return channels, model_channels

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import unittest
 
 import torch
@@ -23,20 +24,23 @@ def tearDownModule() -> None:  # noqa: N802
     torch.set_num_threads(_THREADS)
 
 
-SMALL = {"channels": 16, "attention_heads": 2, "attention_head_channels": 8, "filter_grid": (16, 16)}
+SMALL = {"channels": (16, 32, 64, 128), "attention_heads": 2, "attention_head_channels": 8, "filter_grid": (16, 16)}
 
 # (name, constructor overrides, batch, height, width)
 SHAPE_CASES = [
     ("binary_non_square", {"in_channels": 1, "out_channels": 1}, 2, 64, 96),
     ("multiclass_4", {"in_channels": 4, "cond_channels": 1, "out_channels": 4}, 1, 64, 96),
-    ("two_levels_rgb_condition", {"channel_mults": (1, 2), "cond_channels": 3}, 2, 24, 40),
+    ("two_levels_rgb_condition", {"channels": (16, 32), "cond_channels": 3}, 2, 24, 40),
 ]
 
 # (name, constructor overrides, expected message pattern)
 BAD_ARGS = [
     ("spatial_dims_3", {"spatial_dims": 3}, "ECSDUNet.*spatial_dims"),
-    ("groups", {"channels": 12, "norm_num_groups": 8}, "ECSDUNet.*divisible by norm_num_groups"),
-    ("mults", {"channel_mults": ()}, "ECSDUNet.*channel_mults"),
+    ("groups", {"channels": (12, 24), "norm_num_groups": 8}, "ECSDUNet.*divisible by norm_num_groups"),
+    ("no_levels", {"channels": ()}, "ECSDUNet.*channels"),
+    ("zero_width", {"channels": (16, 0)}, "ECSDUNet.*channels"),
+    ("mults_without_int_channels", {"channel_mults": (1, 2)}, "ECSDUNet.*channel_mults"),
+    ("empty_mults", {"channels": 16, "channel_mults": ()}, "ECSDUNet.*channel_mults"),
     ("in_channels", {"in_channels": 0}, "ECSDUNet.*in_channels"),
     ("filter_grid", {"filter_grid": (16,)}, "ECSDUNet.*filter_grid"),
 ]
@@ -143,6 +147,29 @@ class TestECSDUNet(unittest.TestCase):
     def test_bad_arguments(self, _, overrides, pattern):
         with self.assertRaisesRegex(ValueError, pattern):
             ECSDUNet(**{**SMALL, **overrides})
+
+    def test_stride(self):
+        # one 2x2 stride-2 convolution between consecutive levels: 2 ** (levels - 1)
+        self.assertEqual(_net().stride, 8)
+        self.assertEqual(_net(channels=(16, 32)).stride, 2)
+        self.assertEqual(_net(channels=(16,)).stride, 1)
+
+    def test_deprecated_int_channels_build_the_same_network(self):
+        # saved configs (channels=64, channel_mults=[1, 2, 4, 8]) still load, with a warning naming the replacement
+        new = _net(channels=(16, 32, 64))
+        for old_args, widths in (({"channels": 16, "channel_mults": (1, 2, 4)}, "[16, 32, 64]"),
+                                 ({"channels": 16}, "[16, 32, 64, 128]")):
+            with self.assertWarnsRegex(DeprecationWarning, rf"ECSDUNet.*channels={re.escape(widths)}"):
+                old = _net(**old_args)
+            if "channel_mults" in old_args:
+                self.assertEqual({k: v.shape for k, v in old.state_dict().items()},
+                                 {k: v.shape for k, v in new.state_dict().items()})
+                old.load_state_dict(new.state_dict())
+                x, t, cond = _inputs(1, 1, 1, 32, 32)
+                with torch.no_grad():
+                    torch.testing.assert_close(old.eval()(x, t, cond), new.eval()(x, t, cond), rtol=0, atol=0)
+            else:
+                self.assertEqual(old.widths, [16, 32, 64, 128])
 
     def test_bad_inputs(self):
         net = _net()  # total stride 8

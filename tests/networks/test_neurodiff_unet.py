@@ -22,14 +22,14 @@ def tearDownModule() -> None:  # noqa: N802
 
 
 # small widths, 4 levels (in-plane factors 1, 2, 4, 8), RGM at 2, 4, 8 so that every kind of block is present
-TINY = {"model_channels": 8, "channel_mult": (1, 1, 2, 2), "norm_num_groups": 4, "rgm_factors": (2, 4, 8)}
+TINY = {"channels": (8, 8, 16, 16), "time_channels": 8, "norm_num_groups": 4, "rgm_factors": (2, 4, 8)}
 
 # (name, overrides, input (B, D, H, W), expected stride)
 SHAPE_CASES = [
     ("anisotropic_nonsquare", {}, (1, 4, 64, 96), (1, 8, 8)),
     ("z_down_after_ratio", {"anisotropy_ratio": 2}, (2, 4, 16, 24), (4, 8, 8)),
-    ("two_res_blocks_msc_sets_stride", {"num_res_blocks": 2, "channel_mult": (1, 2, 2)}, (1, 2, 8, 16), (1, 8, 8)),
-    ("no_msc_stride", {"use_msc": False, "channel_mult": (1, 2, 2)}, (1, 2, 4, 12), (1, 4, 4)),
+    ("two_res_blocks_msc_sets_stride", {"num_res_blocks": 2, "channels": (8, 16, 16)}, (1, 2, 8, 16), (1, 8, 8)),
+    ("no_msc_stride", {"use_msc": False, "channels": (8, 16, 16)}, (1, 2, 4, 12), (1, 4, 4)),
 ]
 
 # (name, overrides, expected RGM count, has MSC): encoder 1 per RGM level, decoder 2 per level, middle 1
@@ -42,7 +42,11 @@ SWITCH_CASES = [
 BAD_ARGS = [
     ("spatial_dims", {"spatial_dims": 2}, "spatial_dims"),
     ("in_channels", {"in_channels": 0}, "in_channels"),
-    ("groups", {"channel_mult": (1, 1.25)}, "norm_num_groups"),
+    ("groups", {"channels": (8, 10)}, "norm_num_groups"),
+    ("no_levels", {"channels": ()}, "channels"),
+    ("float_width", {"channels": (8, 8.0)}, "channels"),
+    ("time_channels", {"time_channels": 0}, "time_channels"),
+    ("deprecated_model_channels", {"model_channels": 0}, "model_channels"),
     ("voxel_size", {"voxel_size": (29, 6)}, "voxel_size"),
     ("anisotropy", {"anisotropy_ratio": 0}, "anisotropy_ratio"),
 ]
@@ -94,6 +98,33 @@ class TestNeuroDiffUNet(unittest.TestCase):
         self.assertEqual(len(net.msc.hints), 7)
         self.assertEqual(net.msc.embed_ratio, (1, 8, 8))
         self.assertEqual([m.channels for m in net.modules() if isinstance(m, RGM)][:3], [128, 128, 256])
+
+    def test_stride_by_hand(self):
+        # 4 levels, anisotropy ratio 64: three (1, 2, 2) down-samplings = (1, 8, 8); the MSC embedding is (1, 8, 8)
+        self.assertEqual(_net().stride, (1, 8, 8))
+        # ratio 2: (1, 2, 2) at factor 1, then (2, 2, 2) at factors 2 and 4 -> (4, 8, 8)
+        self.assertEqual(_net(anisotropy_ratio=2).stride, (4, 8, 8))
+        # two levels, no MSC: one (1, 2, 2); with MSC the lcm with the embedding's (1, 8, 8)
+        self.assertEqual(_net(channels=(8, 8), use_msc=False).stride, (1, 2, 2))
+        self.assertEqual(_net(channels=(8, 8)).stride, (1, 8, 8))
+
+    def test_deprecated_width_arguments_build_the_same_network(self):
+        # saved configs (model_channels + channel_mult) still load, with a warning naming the replacement
+        with self.assertWarnsRegex(DeprecationWarning, r"NeuroDiffUNet.*channels=\[4, 8, 8, 16\], time_channels=8"):
+            old = NeuroDiffUNet(model_channels=8, channel_mult=(0.5, 1, 1, 2), norm_num_groups=4, rgm_factors=(2, 4, 8))
+        new = _net(channels=(4, 8, 8, 16), time_channels=8)
+        self.assertEqual({k: v.shape for k, v in old.state_dict().items()},
+                         {k: v.shape for k, v in new.state_dict().items()})
+        _randomize_zero_layers(new)
+        old.load_state_dict(new.state_dict())
+        inputs = _inputs(1, 2, 16, 16)
+        with torch.no_grad():
+            torch.testing.assert_close(old.eval()(*inputs), new.eval()(*inputs), rtol=0, atol=0)
+        # the old defaults are the new defaults
+        with self.assertWarns(DeprecationWarning):
+            old_default = NeuroDiffUNet(model_channels=64)
+        self.assertEqual(old_default.widths, NeuroDiffUNet().widths)
+        self.assertEqual(old_default.time_channels, 64)
 
     def test_zero_output_at_init(self):
         net = _net()
