@@ -5,21 +5,34 @@ from __future__ import annotations
 from .demo import make_demo_dataset, make_demo_volumes
 from .download import add_archive_arguments, download_file, fetch_archive, sha256sum
 from .layout import (
+    CHANNEL_SUFFIX,
     DatasetError,
+    list_images,
+    match_cases,
     segmentation_datalist,
     single_file_datalist,
+    strip_extension,
     write_dataset_json,
     write_layout,
 )
 from .readers import ImageReadError, read_image, read_voxel_size, supported_extensions, write_image
 from .splits import holdout_split
-from .conditions import condition_datalist, remodel_volumes
-from .volumes import label_slices_2d, volume_datalist, write_volume_case, write_volume_dataset_json
+from .volumes import (
+    condition_datalist,
+    label_slices_2d,
+    volume_datalist,
+    write_volume_case,
+    write_volume_dataset_json,
+)
 
 __all__ = [
     "make_demo_dataset",
     "make_demo_volumes",
     "DatasetError",
+    "CHANNEL_SUFFIX",
+    "strip_extension",
+    "list_images",
+    "match_cases",
     "add_archive_arguments",
     "download_file",
     "fetch_archive",
@@ -38,6 +51,5 @@ __all__ = [
     "write_volume_case",
     "write_volume_dataset_json",
     "label_slices_2d",
-    "remodel_volumes",
     "condition_datalist",
 ]

@@ -15,15 +15,19 @@ import json
 import logging
 import os
 import re
-import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from ..utils import atomic_write, natural_sort_key
 from .readers import ImageReadError, read_image, supported_extensions, write_image
 
 __all__ = [
     "DatasetError",
+    "CHANNEL_SUFFIX",
+    "strip_extension",
+    "list_images",
+    "match_cases",
     "segmentation_datalist",
     "single_file_datalist",
     "write_layout",
@@ -32,20 +36,21 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-_CHANNEL_SUFFIX = "_0000"
+CHANNEL_SUFFIX = "_0000"
+"""nnU-Net's channel suffix of image files: ``case_0000.tif`` is the image of case ``case``."""
 
 
 class DatasetError(ValueError):
     """A dataset folder or file is unusable; the message names the file and the problem."""
 
 
-def _natural_key(name: str) -> list:
-    """Sort key that orders ``case2`` before ``case10``."""
-    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]
+def strip_extension(filename: str) -> str | None:
+    """File name without its supported extension (``a.nii.gz`` -> ``a``), None for unsupported files.
 
-
-def _strip_extension(filename: str) -> str | None:
-    """File name without its supported extension (``a.nii.gz`` -> ``a``), None for unsupported files."""
+    Args:
+        filename: a file name (no folder); the extension is matched case-insensitively against
+            :func:`~emdiff_components.data.supported_extensions`, longest first.
+    """
     lower = filename.lower()
     for ext in sorted(supported_extensions(), key=len, reverse=True):
         if lower.endswith(ext):
@@ -80,20 +85,59 @@ def _parse_slices(slices: Sequence[int] | str | None) -> tuple[int, ...] | str |
     return tuple(sorted({int(v) for v in values}))
 
 
-def _list_images(folder: str) -> dict[str, str]:
-    """Map file stem -> file name for the supported, non-hidden files of ``folder``."""
+def list_images(folder: str | os.PathLike, owner: str = "list_images") -> dict[str, str]:
+    """The image files of a dataset folder: file stem -> file name, in natural name order.
+
+    Only non-hidden files with a supported extension count (sub-folders and other files are ignored).
+
+    Args:
+        folder: the folder, e.g. ``imagesTr/``.
+        owner: the function named in the error, default ``"list_images"``.
+
+    Raises:
+        DatasetError: two files with the same stem (``a.tif`` and ``a.png``).
+    """
+    folder = os.fspath(folder)
     found: dict[str, str] = {}
-    for filename in sorted(os.listdir(folder), key=_natural_key):
-        stem = _strip_extension(filename)
+    for filename in sorted(os.listdir(folder), key=natural_sort_key):
+        stem = strip_extension(filename)
         if filename.startswith(".") or stem is None or not os.path.isfile(os.path.join(folder, filename)):
             continue
         if stem in found:
             raise DatasetError(
-                f"segmentation_datalist: {os.path.join(folder, found[stem])!r} and {filename!r} have the same name "
-                f"{stem!r}; keep one."
+                f"{owner}: {os.path.join(folder, found[stem])!r} and {filename!r} have the same name {stem!r}; keep one."
             )
         found[stem] = filename
     return found
+
+
+def match_cases(
+    images: Mapping[str, str], others: Mapping[str, str] | Sequence[str], image_dir: str, owner: str = "match_cases"
+) -> dict[str, str]:
+    """Case name -> image stem, dropping nnU-Net's ``_0000`` suffix (:data:`CHANNEL_SUFFIX`) where the others lack it.
+
+    ``case_0000`` is the image of case ``case`` unless a label (or mask) is itself called ``case_0000``.
+
+    Args:
+        images: image stems (as keys, e.g. from :func:`list_images`), in the order wanted.
+        others: stems of the labels / masks of the same split.
+        image_dir: the image folder, for the error message.
+        owner: the function named in the error.
+
+    Raises:
+        DatasetError: two images map to one case (``a.tif`` and ``a_0000.tif``; multi-channel nnU-Net inputs are
+            not supported).
+    """
+    cases: dict[str, str] = {}
+    for stem in images:
+        case = stem[: -len(CHANNEL_SUFFIX)] if stem.endswith(CHANNEL_SUFFIX) and stem not in others else stem
+        if case in cases:
+            raise DatasetError(
+                f"{owner}: images {images[cases[case]]!r} and {images[stem]!r} in {image_dir!r} both map to case "
+                f"{case!r} (multi-channel nnU-Net inputs are not supported); keep one."
+            )
+        cases[case] = stem
+    return cases
 
 
 def _read(path: str, what: str) -> np.ndarray:
@@ -198,26 +242,18 @@ def segmentation_datalist(
         raise DatasetError(
             f"segmentation_datalist: missing folder {image_dir!r} (expected images{split}/ in {root!r})."
         )
-    images = _list_images(image_dir)
+    images = list_images(image_dir, "segmentation_datalist")
     if not images:
         raise DatasetError(
             f"segmentation_datalist: empty dataset folder {image_dir!r}: no files with a supported extension "
             f"({', '.join(supported_extensions())})."
         )
-    labels = _list_images(label_dir) if os.path.isdir(label_dir) else {}
+    labels = list_images(label_dir, "segmentation_datalist") if os.path.isdir(label_dir) else {}
     if require_labels and not os.path.isdir(label_dir):
         raise DatasetError(f"segmentation_datalist: missing folder {label_dir!r} (require_labels=True).")
 
-    cases: dict[str, str] = {}
-    for stem in images:
-        case = stem[: -len(_CHANNEL_SUFFIX)] if stem.endswith(_CHANNEL_SUFFIX) and stem not in labels else stem
-        if case in cases:
-            raise DatasetError(
-                f"segmentation_datalist: images {images[cases[case]]!r} and {images[stem]!r} in {image_dir!r} both "
-                f"map to case {case!r} (multi-channel nnU-Net inputs are not supported)."
-            )
-        cases[case] = stem
-    orphans = sorted(set(labels) - set(cases), key=_natural_key)
+    cases = match_cases(images, labels, image_dir, "segmentation_datalist")
+    orphans = sorted(set(labels) - set(cases), key=natural_sort_key)
     if orphans:
         raise DatasetError(
             f"segmentation_datalist: label {os.path.join(label_dir, labels[orphans[0]])!r} has no matching image in "
@@ -275,7 +311,7 @@ def single_file_datalist(path: str | os.PathLike, num_classes: int = 2) -> list[
     image_path = os.path.abspath(os.fspath(path))
     # HDF5 inputs may name a dataset (``file.h5:/group/raw``): the case name comes from the file part
     file_part = re.split(r"(?<=\.h5):|(?<=\.hdf5):", image_path, maxsplit=1, flags=re.IGNORECASE)[0]
-    name = _strip_extension(os.path.basename(file_part))
+    name = strip_extension(os.path.basename(file_part))
     if name is None:
         raise DatasetError(
             f"single_file_datalist: unsupported file {image_path!r}; supported extensions: "
@@ -359,8 +395,8 @@ def write_dataset_json(
     }
     for split, key in (("Tr", "training"), ("Ts", "test")):
         folder = os.path.join(root, f"images{split}")
-        files = sorted(os.listdir(folder), key=_natural_key) if os.path.isdir(folder) else []
-        cases = [f for f in files if not f.startswith(".") and _strip_extension(f) is not None]
+        files = sorted(os.listdir(folder), key=natural_sort_key) if os.path.isdir(folder) else []
+        cases = [f for f in files if not f.startswith(".") and strip_extension(f) is not None]
         doc[f"num{key.capitalize()}"] = len(cases)
         doc[key] = [
             {"image": f"./images{split}/{f}", "label": f"./labels{split}/{f}"}
@@ -369,8 +405,6 @@ def write_dataset_json(
             for f in cases
         ]
     path = os.path.join(root, "dataset.json")
-    fd, tmp = tempfile.mkstemp(prefix=".dataset.json.", dir=root)
-    with os.fdopen(fd, "w") as handle:
-        json.dump(doc, handle, indent=2)
-    os.replace(tmp, path)
+    with atomic_write(path) as tmp:
+        tmp.write_text(json.dumps(doc, indent=2))
     return path

@@ -29,27 +29,19 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 from monai.utils import optional_import
 
-from .layout import (
-    _CHANNEL_SUFFIX,
-    DatasetError,
-    _list_images,
-    _natural_key,
-    write_dataset_json,
-    write_layout,
-)
+from ..utils import atomic_write, check_voxel_size, natural_sort_key
+from .layout import DatasetError, list_images, match_cases, strip_extension, write_dataset_json, write_layout
 from .readers import ImageReadError, read_image, read_voxel_size, write_image
 
 ndimage, _has_ndimage = optional_import("scipy.ndimage")
 
-__all__ = ["volume_datalist", "write_volume_case", "write_volume_dataset_json", "label_slices_2d"]
+__all__ = ["volume_datalist", "condition_datalist", "write_volume_case", "write_volume_dataset_json", "label_slices_2d"]
 
 logger = logging.getLogger(__name__)
 
@@ -57,19 +49,7 @@ _KINDS = ("image", "label", "mito")
 _H5 = (".h5", ".hdf5")
 
 
-def _check_voxel_size(voxel_size: Sequence[float], func: str) -> tuple[float, float, float]:
-    """(z, y, x) or (z, xy) in nm -> (z, y, x) floats; ValueError otherwise."""
-    values = list(np.atleast_1d(np.asarray(voxel_size, dtype=float))) if voxel_size is not None else []
-    if len(values) not in (2, 3) or not all(math.isfinite(v) and v > 0 for v in values):
-        raise ValueError(
-            f"{func}: voxel_size must be 3 positive numbers (z, y, x) or 2 (z, xy) in nm, got {voxel_size!r}."
-        )
-    if len(values) == 2:
-        values = [values[0], values[1], values[1]]
-    return tuple(float(v) for v in values)
-
-
-def _check_min_shape(min_shape: Sequence[int] | None) -> tuple[int, int, int] | None:
+def _check_min_shape(min_shape: Sequence[int] | None, owner: str) -> tuple[int, int, int] | None:
     if min_shape is None:
         return None
     values = list(min_shape) if isinstance(min_shape, (list, tuple)) else None
@@ -78,7 +58,7 @@ def _check_min_shape(min_shape: Sequence[int] | None) -> tuple[int, int, int] | 
         or len(values) != 3
         or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v > 0 for v in values)
     ):
-        raise ValueError(f"volume_datalist: min_shape must be 3 positive ints (Z, Y, X), got {min_shape!r}.")
+        raise ValueError(f"{owner}: min_shape must be 3 positive ints (Z, Y, X), got {min_shape!r}.")
     return tuple(int(v) for v in values)
 
 
@@ -94,7 +74,7 @@ def _dataset_json_voxel_size(root: str) -> tuple[float, float, float] | None:
     if value is None:
         return None
     try:
-        return _check_voxel_size(value, "volume_datalist")
+        return check_voxel_size(value, "volume_datalist")
     except ValueError as err:
         raise DatasetError(f"volume_datalist: bad \"voxel_size\" in {path!r}: {err}") from err
 
@@ -105,14 +85,14 @@ def _with_key(path: str, kind: str, h5_keys: Mapping[str, str] | None) -> str:
     return path
 
 
-def _read_volume(path: str, kind: str) -> np.ndarray:
+def _read_volume(path: str, kind: str, owner: str = "volume_datalist") -> np.ndarray:
     try:
         array = read_image(path)
     except ImageReadError as err:
-        raise DatasetError(f"volume_datalist: cannot use {kind} {path!r}: {err}") from err
+        raise DatasetError(f"{owner}: cannot use {kind} {path!r}: {err}") from err
     if array.ndim != 3:
         raise DatasetError(
-            f"volume_datalist: {kind} {path!r} has shape {array.shape}, a 2D image; a (Z, Y, X) volume is needed "
+            f"{owner}: {kind} {path!r} has shape {array.shape}, a 2D image; a (Z, Y, X) volume is needed "
             "(stack the slices into one multipage TIFF or HDF5 dataset)."
         )
     return array
@@ -137,20 +117,6 @@ def _check_mito(mito: np.ndarray, path: str) -> None:
         raise DatasetError(
             f"volume_datalist: mitochondria mask {path!r} has values {shown}; expected a binary mask (0/1 or 0/255)."
         )
-
-
-def _pair_cases(images: dict[str, str], others: dict[str, str], image_dir: str) -> dict[str, str]:
-    """Case name -> image stem, dropping nnU-Net's ``_0000`` suffix where the other folders do not carry it."""
-    cases: dict[str, str] = {}
-    for stem in images:
-        case = stem[: -len(_CHANNEL_SUFFIX)] if stem.endswith(_CHANNEL_SUFFIX) and stem not in others else stem
-        if case in cases:
-            raise DatasetError(
-                f"volume_datalist: images {images[cases[case]]!r} and {images[stem]!r} in {image_dir!r} both map to "
-                f"case {case!r}; keep one."
-            )
-        cases[case] = stem
-    return cases
 
 
 def volume_datalist(
@@ -194,8 +160,8 @@ def volume_datalist(
         >>> train[0]["voxel_size"]
         (29.0, 6.0, 6.0)
     """
-    size_arg = _check_voxel_size(voxel_size, "volume_datalist") if voxel_size is not None else None
-    patch = _check_min_shape(min_shape)
+    size_arg = check_voxel_size(voxel_size, "volume_datalist") if voxel_size is not None else None
+    patch = _check_min_shape(min_shape, "volume_datalist")
     if h5_keys is not None and (not isinstance(h5_keys, Mapping) or set(h5_keys) - set(_KINDS)):
         raise ValueError(f"volume_datalist: h5_keys must map some of {list(_KINDS)} to dataset names, got {h5_keys!r}.")
     root = os.path.abspath(os.fspath(dataset_dir))
@@ -207,12 +173,14 @@ def volume_datalist(
         )
     if require_labels and not os.path.isdir(folders["label"]):
         raise DatasetError(f"volume_datalist: missing folder {folders['label']!r} (require_labels=True).")
-    found = {kind: _list_images(folder) if os.path.isdir(folder) else {} for kind, folder in folders.items()}
+    found = {
+        kind: list_images(folder, "volume_datalist") if os.path.isdir(folder) else {} for kind, folder in folders.items()
+    }
     if not found["image"]:
         raise DatasetError(f"volume_datalist: empty dataset folder {folders['image']!r}: no readable volume files.")
-    cases = _pair_cases(found["image"], {**found["label"], **found["mito"]}, folders["image"])
+    cases = match_cases(found["image"], {**found["label"], **found["mito"]}, folders["image"], "volume_datalist")
     for kind in ("label", "mito"):
-        orphans = sorted(set(found[kind]) - set(cases), key=_natural_key)
+        orphans = sorted(set(found[kind]) - set(cases), key=natural_sort_key)
         if orphans:
             raise DatasetError(
                 f"volume_datalist: {kind} {os.path.join(folders[kind], found[kind][orphans[0]])!r} has no matching "
@@ -266,6 +234,51 @@ def volume_datalist(
             )
         entries.append({**paths, "name": case, "voxel_size": size})
     logger.debug("volume_datalist: %d volumes in %s (split %s)", len(entries), root, split)
+    return entries
+
+
+def condition_datalist(path: str | os.PathLike, min_shape: Sequence[int] | None = None) -> list[dict]:
+    """Condition volumes to synthesize from: one file, or every volume in a folder, validated before sampling starts.
+
+    A condition is a (Z, Y, X) integer volume of 0 (background), 1 (membrane), 2 (mitochondria), as written by
+    :func:`emdiff_components.engines.remodel_volumes` (``conditionsTr/``) or drawn by hand.
+
+    Args:
+        path: a volume file or a folder of them.
+        min_shape: the smallest (Z, Y, X) accepted (e.g. the network's stride); None: no limit.
+
+    Returns:
+        ``[{"condition": path, "name": stem}, ...]`` in natural name order.
+
+    Raises:
+        DatasetError: missing or empty folder, unreadable file, not 3D, values other than 0, 1, 2, or smaller than
+            ``min_shape``.
+        ValueError: malformed ``min_shape``.
+    """
+    minimum = _check_min_shape(min_shape, "condition_datalist")
+    root = os.path.abspath(os.fspath(path))
+    if os.path.isdir(root):
+        files = {stem: os.path.join(root, f) for stem, f in list_images(root, "condition_datalist").items()}
+        if not files:
+            raise DatasetError(f"condition_datalist: no condition volumes in {root!r}.")
+    elif os.path.isfile(root):
+        files = {strip_extension(os.path.basename(root)) or os.path.basename(root): root}
+    else:
+        raise DatasetError(f"condition_datalist: {root!r} does not exist.")
+    entries = []
+    for name, file in files.items():
+        volume = _read_volume(file, "condition", "condition_datalist")
+        bad = sorted({int(v) for v in np.unique(volume)} - {0, 1, 2})
+        if bad:
+            raise DatasetError(
+                f"condition_datalist: condition {file!r} has values {bad[:10]}; a condition holds only 0 (background), "
+                "1 (membrane) and 2 (mitochondria)."
+            )
+        if minimum is not None and any(s < m for s, m in zip(volume.shape, minimum)):
+            raise DatasetError(
+                f"condition_datalist: condition {file!r} has shape {volume.shape}, smaller than {minimum} (Z, Y, X)."
+            )
+        entries.append({"condition": file, "name": name})
     return entries
 
 
@@ -337,7 +350,7 @@ def write_volume_dataset_json(
     Raises:
         ValueError: malformed ``voxel_size``.
     """
-    size = _check_voxel_size(voxel_size, "write_volume_dataset_json")
+    size = check_voxel_size(voxel_size, "write_volume_dataset_json")
     root = os.fspath(out_dir)
     path = write_dataset_json(
         root, name, {"unlabelled": 0}, description=description, reference=reference, licence=licence
@@ -352,10 +365,8 @@ def write_volume_dataset_json(
             filename = os.path.basename(item["image"]) if isinstance(item, dict) else None
             if filename and os.path.exists(os.path.join(root, f"mito{split}", filename)):
                 item["mito"] = f"./mito{split}/{filename}"
-    fd, tmp = tempfile.mkstemp(prefix=".dataset.json.", dir=root)
-    with os.fdopen(fd, "w") as handle:
-        json.dump(doc, handle, indent=2)
-    os.replace(tmp, path)
+    with atomic_write(path) as tmp:
+        tmp.write_text(json.dumps(doc, indent=2))
     return path
 
 

@@ -5,6 +5,7 @@ from .ema import DelayedEMA
 from .checkpoints import CheckpointError, ResumableCheckpoint, atomic_save, load_network_weights
 from .figures import label_to_rgb, save_panel_figure
 from .handlers import SegmentationFigure, SegmentationWriter
+from .remodel import remodel_volumes
 from .run_logging import log_to_file
 from .training import DiffusionTrainingStep
 
@@ -19,6 +20,7 @@ __all__ = [
     "save_panel_figure",
     "SegmentationFigure",
     "SegmentationWriter",
+    "remodel_volumes",
     "log_to_file",
     "DiffusionTrainingStep",
 ]

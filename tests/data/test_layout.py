@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import unittest
 
 import numpy as np
 import pytest
@@ -11,10 +12,13 @@ from parameterized import parameterized
 from emdiff_components.data import (
     DatasetError,
     download_file,
+    list_images,
+    match_cases,
     read_image,
     segmentation_datalist,
     sha256sum,
     single_file_datalist,
+    strip_extension,
     write_dataset_json,
     write_image,
     write_layout,
@@ -88,6 +92,62 @@ ERROR_CASES = [
 
 
 BAD_ARGS = [("zero_classes", {"num_classes": 1}), ("bad_slices", {"slices": "3-1"}), ("junk", {"slices": "a"})]
+
+
+STRIP_CASES = [
+    ("a.nii.gz", "a"),
+    ("A.NII.GZ", "A"),
+    ("case.v2.tif", "case.v2"),
+    ("x.tiff", "x"),
+    ("x.h5", "x"),
+    ("notes.txt", None),
+    ("archive.gz", None),
+]
+
+# (name, image stems, other stems, expected case -> image stem)
+MATCH_CASES = [
+    ("suffix_dropped", ["a_0000", "b_0000"], ["a", "b"], {"a": "a_0000", "b": "b_0000"}),
+    ("suffix_kept_when_label_has_it", ["a_0000"], ["a_0000"], {"a_0000": "a_0000"}),
+    ("plain", ["b", "a"], ["a"], {"b": "b", "a": "a"}),
+    ("no_labels", ["c_0000"], [], {"c": "c_0000"}),
+]
+
+
+class TestStripExtension(unittest.TestCase):
+    @parameterized.expand(STRIP_CASES)
+    def test_values(self, filename, expected):
+        self.assertEqual(strip_extension(filename), expected)
+
+
+class TestListImages(unittest.TestCase):
+    def test_natural_order_and_filter(self):
+        with tempfile.TemporaryDirectory() as root:
+            for name in ("c10.tif", "c2.png", "C1.nii.gz", ".hidden.tif", "readme.txt"):
+                with open(os.path.join(root, name), "wb") as handle:
+                    handle.write(b"")
+            os.makedirs(os.path.join(root, "sub.tif"))
+            found = list_images(root)
+        self.assertEqual(list(found.items()), [("C1", "C1.nii.gz"), ("c2", "c2.png"), ("c10", "c10.tif")])
+
+    def test_same_stem_names_owner(self):
+        with tempfile.TemporaryDirectory() as root:
+            for name in ("a.tif", "a.png"):
+                with open(os.path.join(root, name), "wb") as handle:
+                    handle.write(b"")
+            with self.assertRaisesRegex(DatasetError, r"^my_reader: '.*a\.png' and 'a\.tif' have the same name 'a'; keep one\.$"):
+                list_images(root, owner="my_reader")
+
+
+class TestMatchCases(unittest.TestCase):
+    @parameterized.expand(MATCH_CASES)
+    def test_values(self, _, images, others, expected):
+        result = match_cases({s: f"{s}.tif" for s in images}, others, "imagesTr", "owner")
+        self.assertEqual(result, expected)
+        self.assertEqual(list(result), list(expected))  # the image order is kept
+
+    def test_two_images_one_case(self):
+        with self.assertRaisesRegex(DatasetError, r"^owner: images 'a\.tif' and 'a_0000\.tif' in 'imagesTr' both map"):
+            match_cases({"a": "a.tif", "a_0000": "a_0000.tif"}, [], "imagesTr", "owner")
 
 
 class TestSegmentationDatalist:

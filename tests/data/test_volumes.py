@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import unittest
 
 import h5py
 import numpy as np
@@ -12,6 +13,7 @@ from parameterized import parameterized
 
 from emdiff_components.data import (
     DatasetError,
+    condition_datalist,
     label_slices_2d,
     read_image,
     volume_datalist,
@@ -203,6 +205,49 @@ class TestVolumeDatalistErrors:
         with tempfile.TemporaryDirectory() as root:
             with pytest.raises(ValueError, match=f"volume_datalist: {fragment}"):
                 volume_datalist(root, **kwargs)
+
+
+# (name, volume, min_shape, message)
+CONDITION_ERRORS = [
+    ("values", np.full((2, 4, 4), 3, np.uint8), None, r"^condition_datalist: condition '.*c\.tif' has values \[3\]"),
+    ("flat", np.zeros((4, 4), np.uint8), None, r"^condition_datalist: condition '.*c\.tif' has shape \(4, 4\), a 2D"),
+    ("small", np.zeros((2, 4, 4), np.uint8), (4, 4, 4), r"shape \(2, 4, 4\), smaller than \(4, 4, 4\)"),
+]
+
+
+class TestConditionDatalist(unittest.TestCase):
+    def test_folder_and_file(self):
+        condition = np.array([[[0, 1], [2, 0]]] * 2, np.uint8)
+        with tempfile.TemporaryDirectory() as root:
+            for name in ("c10", "c2", ".hidden"):
+                write_image(os.path.join(root, f"{name}.tif"), condition)
+            with open(os.path.join(root, "notes.txt"), "w") as handle:
+                handle.write("not a volume")
+            entries = condition_datalist(root, min_shape=(2, 2, 2))
+            self.assertEqual(
+                entries,
+                [{"condition": os.path.join(root, f"{n}.tif"), "name": n} for n in ("c2", "c10")],
+            )
+            self.assertEqual(
+                condition_datalist(os.path.join(root, "c2.tif")),
+                [{"condition": os.path.join(root, "c2.tif"), "name": "c2"}],
+            )
+
+    @parameterized.expand(CONDITION_ERRORS)
+    def test_errors(self, _, volume, min_shape, message):
+        with tempfile.TemporaryDirectory() as root:
+            write_image(os.path.join(root, "c.tif"), volume)
+            with self.assertRaisesRegex(DatasetError, message):
+                condition_datalist(root, min_shape=min_shape)
+
+    def test_missing_and_empty(self):
+        with tempfile.TemporaryDirectory() as root:
+            with self.assertRaisesRegex(DatasetError, "condition_datalist: no condition volumes in"):
+                condition_datalist(root)
+            with self.assertRaisesRegex(DatasetError, "condition_datalist: '.*nothing' does not exist"):
+                condition_datalist(os.path.join(root, "nothing"))
+            with self.assertRaisesRegex(ValueError, r"condition_datalist: min_shape must be 3 positive ints"):
+                condition_datalist(root, min_shape=(4, 4))
 
 
 class TestWriteVolumeCase:
