@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from .allocator import keep_freed_memory
+from .bundle_config import ablation_tag, sampling_tile_size
 from .ema import DelayedEMA
 from .checkpoints import CheckpointError, ResumableCheckpoint, atomic_save, load_network_weights
 from .figures import label_to_rgb, save_panel_figure
@@ -11,6 +12,8 @@ from .training import DiffusionTrainingStep
 
 __all__ = [
     "keep_freed_memory",
+    "ablation_tag",
+    "sampling_tile_size",
     "CheckpointError",
     "ResumableCheckpoint",
     "atomic_save",

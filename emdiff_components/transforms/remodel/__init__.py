@@ -9,6 +9,7 @@ from .dictionary import (
     RandPlaceMitochondriad,
     RemodelMasksd,
 )
+from .build import mitochondria_library
 from .library import MitochondriaLibrary
 
 __all__ = [
@@ -23,4 +24,5 @@ __all__ = [
     "RemodelMasksd",
     "LabelsToConditiond",
     "MitochondriaLibrary",
+    "mitochondria_library",
 ]
