@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import re
 import tempfile
 import zipfile
 from collections.abc import Sequence
@@ -37,6 +36,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from emdiff_components.data import add_archive_arguments, fetch_archive, read_image, write_dataset_json, write_layout
+from emdiff_components.utils import natural_sort_key
 
 __all__ = ["URL", "SHA256", "CLASSES", "PAINT_ORDER", "convert_archive", "main"]
 
@@ -55,10 +55,6 @@ PAINT_ORDER = (3, 1, 2, 4)  # later wins: nucleus first, granules last
 _SOURCE_SUFFIX = "_source.tif"
 
 
-def _natural_key(name: str) -> list:
-    return [int(p) if p.isdigit() else p.lower() for p in re.split(r"(\d+)", name)]
-
-
 def _find_cells(archive: zipfile.ZipFile) -> dict[str, str]:
     """cell name -> folder prefix inside the archive, for every ``<cell>/<cell>_source.tif``."""
     cells: dict[str, str] = {}
@@ -69,7 +65,7 @@ def _find_cells(archive: zipfile.ZipFile) -> dict[str, str]:
         cell = base[: -len(_SOURCE_SUFFIX)]
         if os.path.basename(folder) == cell:
             cells[cell] = folder
-    return dict(sorted(cells.items(), key=lambda kv: _natural_key(kv[0])))
+    return dict(sorted(cells.items(), key=lambda kv: natural_sort_key(kv[0])))
 
 
 def _read_member(archive: zipfile.ZipFile, member: str, tmp: str) -> np.ndarray:

@@ -61,6 +61,7 @@ import nibabel as nib
 import numpy as np
 
 from emdiff_components.data import add_archive_arguments, fetch_archive, sha256sum, write_dataset_json
+from emdiff_components.utils import atomic_write, natural_sort_key
 
 __all__ = [
     "DATASETS",
@@ -99,10 +100,6 @@ COVID19_CT_SEG_MASK_SHA256 = "87901c73fdd2230260e61d2dbc57bf56026efc28264006b8ea
 
 _NIFTI_EXTENSIONS = (".nii.gz", ".nii")
 _MEDSEG_TRAIN, _MEDSEG_MASK, _MEDSEG_TEST = "tr_im.nii.gz", "tr_mask.nii.gz", "val_im.nii.gz"
-
-
-def _natural_key(name: str) -> list:
-    return [int(p) if p.isdigit() else p.lower() for p in re.split(r"(\d+)", name)]
 
 
 def _open_zip(path: str | os.PathLike, what: str) -> zipfile.ZipFile:
@@ -145,16 +142,6 @@ def _load(path: str, what: str):
         raise ValueError(f"download_covid_ct: cannot read {what} as NIfTI: {type(err).__name__}: {err}") from err
 
 
-def _atomic_target(path: str) -> str:
-    """A temporary name next to ``path`` with the same extension (nibabel picks gzip from the name)."""
-    folder = os.path.dirname(path)
-    os.makedirs(folder, exist_ok=True)
-    ext = ".nii.gz" if path.endswith(".nii.gz") else os.path.splitext(path)[1]
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=ext, dir=folder)
-    os.close(fd)
-    return tmp
-
-
 def _save_nifti(path: str, raw: np.ndarray, source, affine: np.ndarray, label: bool) -> None:
     """Write ``raw`` (NIfTI axis order) with ``source``'s header: units and, for images, dtype and HU scaling.
 
@@ -171,14 +158,8 @@ def _save_nifti(path: str, raw: np.ndarray, source, affine: np.ndarray, label: b
     else:
         image.set_data_dtype(source.get_data_dtype())
         image.header.set_slope_inter(source.dataobj.slope, source.dataobj.inter)
-    tmp = _atomic_target(path)
-    try:
-        nib.save(image, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    with atomic_write(path) as tmp:  # the temporary name keeps .nii.gz: nibabel picks gzip from the name
+        nib.save(image, str(tmp))
 
 
 def _check_labels(mask: np.ndarray, allowed: set[int], what: str) -> np.ndarray:
@@ -324,15 +305,8 @@ def _member_shape(archive: zipfile.ZipFile, member: str) -> tuple[int, ...]:
 
 
 def _copy_member(archive: zipfile.ZipFile, member: str, path: str) -> None:
-    tmp = _atomic_target(path)
-    try:
-        with archive.open(member) as src, open(tmp, "wb") as dst:
-            shutil.copyfileobj(src, dst, 1 << 20)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    with atomic_write(path) as tmp, archive.open(member) as src, open(tmp, "wb") as dst:
+        shutil.copyfileobj(src, dst, 1 << 20)
 
 
 def _patient(name: str) -> str:
@@ -376,15 +350,15 @@ def convert_covid19_ct_seg(
         for found, archive, name in expected:
             if not found:
                 raise ValueError(f"download_covid_ct: {archive!r} holds no NIfTI files; is it {name}.zip?")
-        missing = sorted(set(images) - set(masks), key=_natural_key)
+        missing = sorted(set(images) - set(masks), key=natural_sort_key)
         if missing:
             raise ValueError(f"download_covid_ct: {mask_archive!r} has no mask {missing[0]!r} for the image of that "
                              f"name in {image_archive!r} ({len(missing)} missing).")
-        orphans = sorted(set(masks) - set(images), key=_natural_key)
+        orphans = sorted(set(masks) - set(images), key=natural_sort_key)
         if orphans:
             raise ValueError(f"download_covid_ct: mask {orphans[0]!r} of {mask_archive!r} has no image in "
                              f"{image_archive!r} ({len(orphans)} without image).")
-        names = sorted(images, key=_natural_key)
+        names = sorted(images, key=natural_sort_key)
         if num_test > len(names):
             raise ValueError(f"convert_covid19_ct_seg: num_test={num_test} but the archives hold {len(names)} cases.")
         for name in names:

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import re
 import tempfile
 import zipfile
 from collections.abc import Sequence
@@ -38,6 +37,7 @@ from emdiff_components.data import (
     write_dataset_json,
     write_layout,
 )
+from emdiff_components.utils import natural_sort_key
 
 __all__ = ["URL", "SHA256", "convert_archive", "main"]
 
@@ -46,10 +46,6 @@ logger = logging.getLogger("download_lucchi_pp")
 URL = "http://www.casser.io/files/lucchi_pp.zip"
 SHA256 = "770ce9e98fc6f29c1b1a250c637e6c5125f2b5f1260e5a7687b55a79e2e8844d"
 _FOLDERS = {"Tr": ("Train_In", "Train_Out"), "Ts": ("Test_In", "Test_Out")}
-
-
-def _natural_key(name: str) -> list:
-    return [int(p) if p.isdigit() else p.lower() for p in re.split(r"(\d+)", os.path.basename(name))]
 
 
 def _members(archive: zipfile.ZipFile, folder: str) -> list[str]:
@@ -64,7 +60,7 @@ def _members(archive: zipfile.ZipFile, folder: str) -> list[str]:
         and os.path.basename(os.path.dirname(n)) == folder
         and n.lower().endswith(exts)
     ]
-    return sorted(names, key=_natural_key)
+    return sorted(names, key=lambda name: natural_sort_key(os.path.basename(name)))
 
 
 def _read_stack(archive: zipfile.ZipFile, members: list[str], tmp: str) -> np.ndarray:

@@ -8,6 +8,8 @@ import logging
 import os
 import urllib.request
 
+from ..utils import atomic_write
+
 __all__ = ["sha256sum", "download_file", "add_archive_arguments", "fetch_archive"]
 
 logger = logging.getLogger(__name__)
@@ -25,8 +27,9 @@ def sha256sum(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
 def download_file(url: str, dest: str | os.PathLike, sha256: str | None = None, timeout: float = 60.0) -> str:
     """Download ``url`` to ``dest`` with logged progress, then check its SHA-256.
 
-    The download goes to ``dest + ".part"`` and is renamed only after the checksum matched, so a killed or corrupt
-    download never looks complete. An existing ``dest`` with the right checksum is reused.
+    The download goes to a hidden temporary file beside ``dest`` (:func:`~emdiff_components.utils.atomic_write`) and is
+    renamed only after the checksum matched, so a killed or corrupt download never looks complete. An existing
+    ``dest`` with the right checksum is reused.
 
     Args:
         url: http(s) address.
@@ -45,27 +48,24 @@ def download_file(url: str, dest: str | os.PathLike, sha256: str | None = None, 
     if os.path.isfile(dest) and sha256 is not None and sha256sum(dest) == sha256.lower():
         logger.info("using existing %s (checksum ok)", dest)
         return dest
-    os.makedirs(os.path.dirname(os.path.abspath(dest)), exist_ok=True)
-    part = dest + ".part"
     logger.info("downloading %s -> %s", url, dest)
-    with urllib.request.urlopen(url, timeout=timeout) as response, open(part, "wb") as handle:  # noqa: S310
-        total = int(response.headers.get("Content-Length") or 0)
-        done, next_report = 0, 0.0
-        for chunk in iter(lambda: response.read(1 << 20), b""):
-            handle.write(chunk)
-            done += len(chunk)
-            fraction = done / total if total else 0.0
-            if total and fraction >= next_report:
-                logger.info("  %5.1f %% of %.1f MB", 100 * fraction, total / 1e6)
-                next_report += 0.05
-            elif not total and done % (100 << 20) < len(chunk):
-                logger.info("  %.0f MB", done / 1e6)
-    digest = sha256sum(part)
-    logger.info("SHA-256 of %s: %s", dest, digest)
-    if sha256 is not None and digest != sha256.lower():
-        os.remove(part)
-        raise ValueError(f"download_file: SHA-256 of {url} is {digest}, expected {sha256.lower()}; file removed.")
-    os.replace(part, dest)
+    with atomic_write(dest) as part:
+        with urllib.request.urlopen(url, timeout=timeout) as response, open(part, "wb") as handle:  # noqa: S310
+            total = int(response.headers.get("Content-Length") or 0)
+            done, next_report = 0, 0.0
+            for chunk in iter(lambda: response.read(1 << 20), b""):
+                handle.write(chunk)
+                done += len(chunk)
+                fraction = done / total if total else 0.0
+                if total and fraction >= next_report:
+                    logger.info("  %5.1f %% of %.1f MB", 100 * fraction, total / 1e6)
+                    next_report += 0.05
+                elif not total and done % (100 << 20) < len(chunk):
+                    logger.info("  %.0f MB", done / 1e6)
+        digest = sha256sum(part)
+        logger.info("SHA-256 of %s: %s", dest, digest)
+        if sha256 is not None and digest != sha256.lower():  # raising inside atomic_write removes the download
+            raise ValueError(f"download_file: SHA-256 of {url} is {digest}, expected {sha256.lower()}; file removed.")
     return dest
 
 

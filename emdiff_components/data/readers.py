@@ -10,13 +10,13 @@ from __future__ import annotations
 import logging
 import math
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 from monai.utils import optional_import
+
+from ..utils import atomic_write
 
 __all__ = ["ImageReadError", "read_image", "read_voxel_size", "write_image", "supported_extensions"]
 
@@ -331,7 +331,7 @@ def read_voxel_size(path: str | os.PathLike) -> tuple[float, ...] | None:
 
 
 def write_image(path: str | os.PathLike, array: np.ndarray, like: str | os.PathLike | None = None) -> None:
-    """Write an array in the format given by the extension, atomically (temp file in the same folder + os.replace).
+    """Write an array in the format given by the extension, atomically (:func:`~emdiff_components.utils.atomic_write`).
 
     TIFF is zlib-compressed (stacks as multipage); PNG takes 2D uint8/uint16, JPEG/BMP 2D uint8; NIfTI is stored
     (X, Y, Z) so that :func:`read_image` gives the array back; HDF5 writes ``file.h5:/key`` (default key ``data``),
@@ -351,23 +351,11 @@ def write_image(path: str | os.PathLike, array: np.ndarray, like: str | os.PathL
     array = np.asarray(array)
     if array.dtype == bool:
         array = array.astype(np.uint8)
-    folder = os.path.dirname(os.path.abspath(file))
-    os.makedirs(folder, exist_ok=True)
     ext = _split_path(file)[2]
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(file)}.", suffix=ext, dir=folder)
-    os.close(fd)
-    try:
-        if ext in _H5_EXTENSIONS and os.path.exists(file):
-            shutil.copyfile(file, tmp)
-        else:
-            os.remove(tmp)  # some writers refuse to overwrite or append to an existing empty file
-        nifti_source = like is not None and ext in (".nii", ".nii.gz") and _split_path(like)[2] in (".nii", ".nii.gz")
+    nifti_source = like is not None and ext in (".nii", ".nii.gz") and _split_path(like)[2] in (".nii", ".nii.gz")
+    # HDF5: the new dataset joins the others of an existing file, so the temporary file starts as its copy
+    with atomic_write(file, keep_existing=ext in _H5_EXTENSIONS) as tmp:
         if nifti_source:
-            _nifti_write(tmp, array, key, os.fspath(like))
+            _nifti_write(str(tmp), array, key, os.fspath(like))
         else:
-            backend.write(tmp, array, key)
-        os.replace(tmp, file)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+            backend.write(str(tmp), array, key)

@@ -12,6 +12,8 @@ from ignite.engine import Engine, Events
 from ignite.handlers import Checkpoint
 from torch import nn
 
+from ..utils import atomic_write
+
 __all__ = ["CheckpointError", "ResumableCheckpoint", "atomic_save", "load_network_weights"]
 
 logger = logging.getLogger(__name__)
@@ -22,12 +24,9 @@ class CheckpointError(ValueError):
 
 
 def atomic_save(obj: Any, path: str | os.PathLike) -> None:
-    """``torch.save`` to a temporary file in the same folder, then rename: a killed run never leaves half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    """``torch.save`` through :func:`~emdiff_components.utils.atomic_write`: a killed run never leaves half a file."""
+    with atomic_write(path) as tmp:
+        torch.save(obj, tmp)
 
 
 class ResumableCheckpoint:

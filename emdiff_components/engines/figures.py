@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 from monai.utils import optional_import
+
+from ..utils import atomic_write
 
 cv2, _has_cv2 = optional_import("cv2")
 
@@ -79,10 +80,7 @@ def save_panel_figure(
     for i, title in enumerate(titles):
         cv2.putText(header, title, (i * column_width + 6, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 0, 0), 1, cv2.LINE_AA)
     figure = np.concatenate([header, *rendered_rows], axis=0)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.stem + ".tmp.png")
-    if not cv2.imwrite(str(tmp), figure[..., ::-1]):
-        raise OSError(f"save_panel_figure: could not write {tmp}.")
-    os.replace(tmp, path)
+    with atomic_write(path) as tmp:
+        if not cv2.imwrite(str(tmp), figure[..., ::-1]):
+            raise OSError(f"save_panel_figure: could not write {path}.")
     return str(path)

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from ignite.engine import Engine, Events
 
+from ..utils import atomic_write
 from .distance import hausdorff_distances
 
 __all__ = ["confusion_counts", "scores_from_counts", "SegmentationReport"]
@@ -262,12 +263,10 @@ class SegmentationReport:
 
     def write(self, engine: Engine | None = None) -> dict[str, Any]:
         summary = self.summary()
-        self.output_dir.mkdir(parents=True, exist_ok=True)
         json_path, csv_path = self.output_dir / "metrics.json", self.output_dir / "metrics.csv"
-        tmp = json_path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(_json_safe(summary), indent=2, allow_nan=False))
-        os.replace(tmp, json_path)
-        with open(csv_path.with_suffix(".csv.tmp"), "w", newline="") as f:
+        with atomic_write(json_path) as tmp:
+            tmp.write_text(json.dumps(_json_safe(summary), indent=2, allow_nan=False))
+        with atomic_write(csv_path) as tmp, open(tmp, "w", newline="") as f:
             writer = csv.writer(f)
             metrics = list(summary["mean"])
             writer.writerow(["name", "slice", "class", *metrics])
@@ -278,7 +277,6 @@ class SegmentationReport:
                 for cls in self.class_names:
                     values = (summary[kind].get(m, {}).get(cls) for m in metrics)  # pooled: no distances
                     writer.writerow([kind, "", cls, *map(_csv_cell, values)])
-        os.replace(csv_path.with_suffix(".csv.tmp"), csv_path)
         logger.info(
             "%d images: mean Dice %.4f, mean Jaccard %.4f, pooled Dice %.4f, pooled Jaccard %.4f (foreground classes); "
             "written to %s",
