@@ -65,6 +65,8 @@ class ColdDiffusionScheduler(nn.Module):
         scheduler = ColdDiffusionScheduler(num_train_timesteps=50)
         x_t = scheduler.degrade(mask, image, torch.tensor([10, 40]))
         scheduler.set_timesteps()  # all 50 steps, T-1 ... 0
+        scheduler.set_image(image)  # the target of the reverse steps
+        x_prev, x0_hat = scheduler.step(network(x_t, 49, image), 49, x_t)
     """
 
     alphas_cumprod: torch.Tensor
@@ -95,6 +97,7 @@ class ColdDiffusionScheduler(nn.Module):
         self.clip_sample = clip_sample
         self.num_inference_steps: int | None = None
         self.timesteps: torch.Tensor | None = None
+        self.image: torch.Tensor | None = None
 
     def _abar(self, timesteps: torch.Tensor | int, like: torch.Tensor) -> torch.Tensor:
         """abar_t broadcast to ``like``; ``t = -1`` means the clean mask (abar = 1)."""
@@ -113,10 +116,19 @@ class ColdDiffusionScheduler(nn.Module):
         abar = self._abar(timesteps, mask)
         return abar.sqrt() * mask + (1.0 - abar).sqrt() * image
 
-    def set_timesteps(self, num_inference_steps: int | None = None) -> None:
+    def set_image(self, image: torch.Tensor | None) -> None:
+        """Set the degradation target ``I`` of the image being segmented; :meth:`step` blends towards it.
+
+        Args:
+            image: ``(B, 1 or C, H, W)``, with the normalisation of the network input; ``None`` releases it.
+        """
+        self.image = image
+
+    def set_timesteps(self, num_inference_steps: int | None = None, device: str | torch.device | None = None) -> None:
         """Choose the sampling steps: ``T-1, ..., 0`` evenly thinned to ``num_inference_steps`` (``None``: all T).
 
-        The one-step sampler always uses the single step ``T-1``.
+        The one-step sampler always uses the single step ``T-1``. ``device`` is accepted for the scheduler protocol
+        (the time steps are plain ints to the sampler).
         """
         steps = self.num_train_timesteps if num_inference_steps is None else num_inference_steps
         if self.sampler == "one_step":
@@ -130,23 +142,30 @@ class ColdDiffusionScheduler(nn.Module):
         self.timesteps = torch.unique_consecutive(grid)
 
     def step(
-        self, model_output: torch.Tensor, timestep: int, sample: torch.Tensor, image: torch.Tensor
+        self,
+        model_output: torch.Tensor,
+        timestep: int,
+        sample: torch.Tensor,
+        generator: torch.Generator | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """One reverse step from ``x_t`` to the next (smaller) step of ``self.timesteps``.
+        """One reverse step from ``x_t`` to the next (smaller) step of ``self.timesteps``, towards the image of
+        :meth:`set_image`.
 
         Args:
             model_output: x0_hat predicted at ``timestep``, ``(B, C, H, W)``.
             timestep: current t (an element of ``self.timesteps``).
             sample: x_t, ``(B, C, H, W)``.
-            image: the degradation target I.
+            generator: unused (the degradation is deterministic); part of the scheduler protocol.
 
         Returns:
             ``(x_prev, x0_hat)``: the next sample and the (clamped) clean-mask estimate.
         """
         if self.timesteps is None:
             raise RuntimeError("ColdDiffusionScheduler.step: call set_timesteps() before sampling.")
+        if self.image is None:
+            raise RuntimeError("ColdDiffusionScheduler.step: call set_image() with the image being segmented first.")
         x0_hat = model_output.clamp(-1.0, 1.0) if self.clip_sample else model_output
         later = self.timesteps[self.timesteps < timestep]
         t_prev = int(later[0]) if len(later) else -1
         update = COLD_SAMPLERS[self.sampler]
-        return update(self, x0_hat, sample, image, int(timestep), t_prev), x0_hat
+        return update(self, x0_hat, sample, self.image, int(timestep), t_prev), x0_hat

@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-import logging
 import math
-from typing import Any, Callable, Sequence
+from typing import Callable, Sequence
 
 import torch
-from monai.utils import optional_import
 
 from .cold import ColdDiffusionScheduler
-from .mask_inferer import DiffusionLossOutput, MaskDiffusionInferer
-
-tqdm, _has_tqdm = optional_import("tqdm", name="tqdm")
+from .mask_inferer import MaskDiffusionInferer
+from .tiled_inferer import DiffusionLossOutput
 
 __all__ = ["ColdDiffusionInferer"]
-
-logger = logging.getLogger(__name__)
 
 
 class ColdDiffusionInferer(MaskDiffusionInferer):
@@ -30,10 +25,11 @@ class ColdDiffusionInferer(MaskDiffusionInferer):
     the reference code's curriculum), ``x_t = D(m, t)`` and the network predicts ``x0_hat``; the loss function gets
     ``(x0_hat, m, boundary_weight, t)``.
 
-    Sampling (:meth:`__call__`): start from ``x = I`` and run the scheduler's sampler over its time steps. The network
-    sees the image in overlapping tiles of ``roi_size`` blended with Gaussian weights (MONAI's ``SlidingWindowInferer``),
-    while the sampler update is applied to the whole image, so all tiles advance together every step and no seam can
-    form; memory is bounded by the tiles, not the image.
+    Sampling (:meth:`__call__`): set ``I`` as the scheduler's degradation target, start from ``x = I`` and run the
+    scheduler's sampler over its time steps. The network sees the image in overlapping tiles of ``roi_size`` blended
+    with floor-free Gaussian weights, while the sampler update is applied to the whole image, so all tiles advance
+    together every step and no seam forms (measured in ``tests/diffusion/test_tiling.py``); memory is bounded by the
+    tiles, not the image.
 
     Args:
         scheduler: the :class:`ColdDiffusionScheduler`.
@@ -42,7 +38,7 @@ class ColdDiffusionInferer(MaskDiffusionInferer):
         sw_batch_size: tiles per network call.
         overlap: tile overlap fraction (0 <= overlap < 1).
         num_inference_steps: sampling steps (``None``: all T).
-        size_divisor: the network's total stride; tiles are rounded up to a multiple of it.
+        size_divisor: deprecated and ignored (the tiles follow the network's ``stride``).
         curriculum: use the reference code's time-step curriculum in training.
         progress: show a progress bar over sampling steps.
 
@@ -62,22 +58,22 @@ class ColdDiffusionInferer(MaskDiffusionInferer):
         sw_batch_size: int = 2,
         overlap: float = 0.25,
         num_inference_steps: int | None = None,
-        size_divisor: int = 8,
+        size_divisor: int | None = None,
         curriculum: bool = False,
         progress: bool = False,
     ) -> None:
-        super().__init__(num_classes, roi_size, sw_batch_size, overlap, size_divisor, progress)
-        self.scheduler = scheduler
-        self.num_inference_steps = num_inference_steps
+        super().__init__(
+            scheduler, num_classes, roi_size, sw_batch_size, overlap, num_inference_steps, progress,
+            size_divisor=size_divisor,
+        )
         self.curriculum = curriculum
 
-    def sample_timesteps(
-        self, batch_size: int, epoch_fraction: float = 0.0, generator: torch.Generator | None = None
-    ) -> torch.Tensor:
-        """Training time steps ``(B,)``: uniform over ``{0..T-1}``, or ``{sc..T-1}`` under the curriculum."""
+    def first_timestep(self, epoch_fraction: float) -> int:
+        """The smallest training time step: 0, or ``sc = int(sqrt(e / E) T)`` (at most T-1) under the curriculum."""
         num_steps = self.scheduler.num_train_timesteps
-        low = min(int(math.sqrt(max(0.0, min(1.0, epoch_fraction))) * num_steps), num_steps - 1) if self.curriculum else 0
-        return torch.randint(low, num_steps, (batch_size,), generator=generator)
+        if not self.curriculum:
+            return 0
+        return min(int(math.sqrt(max(0.0, min(1.0, epoch_fraction))) * num_steps), num_steps - 1)
 
     def training_loss(
         self,
@@ -104,7 +100,7 @@ class ColdDiffusionInferer(MaskDiffusionInferer):
         """
         target = self.encode(label)
         if timesteps is None:
-            timesteps = self.sample_timesteps(image.shape[0], epoch_fraction, generator)
+            timesteps = self.sample_timesteps(image.shape[0], generator, low=self.first_timestep(epoch_fraction))
         timesteps = timesteps.to(image.device)
         x_t = self.scheduler.degrade(target, image, timesteps)
         prediction = network(x_t, timesteps, image)
@@ -112,20 +108,15 @@ class ColdDiffusionInferer(MaskDiffusionInferer):
         return DiffusionLossOutput(loss=loss, prediction=prediction, target=target, timesteps=timesteps)
 
     @torch.no_grad()
-    def __call__(  # type: ignore[override]
-        self, inputs: torch.Tensor, network: Callable[..., torch.Tensor], *args: Any, **kwargs: Any
+    def sample(
+        self, image: torch.Tensor, network: Callable[..., torch.Tensor], generator: torch.Generator | None = None
     ) -> torch.Tensor:
-        """Sample the mask of ``inputs`` (the image, ``(B, 1, H, W)`` in [-1, 1]); returns ``(B, C, H, W)`` in [-1, 1]."""
-        return self.sample(inputs, network)
-
-    @torch.no_grad()
-    def sample(self, image: torch.Tensor, network: Callable[..., torch.Tensor]) -> torch.Tensor:
-        """Run the sampler from ``x = I`` (broadcast to the mask channels) down to ``t = 0``."""
-        self.scheduler.set_timesteps(self.num_inference_steps)
-        sample = image.expand(-1, self.mask_channels, *image.shape[2:]).clone()
-        steps = self.scheduler.timesteps.tolist()
-        iterator = tqdm(steps, desc="sampling", leave=False) if (self.progress and _has_tqdm) else steps
-        for t in iterator:
-            x0_hat = self.predict_x0(network, sample, image, t)
-            sample, _ = self.scheduler.step(x0_hat, t, sample, image)
-        return sample
+        """The mask of ``image`` (``(B, 1, H, W)`` in [-1, 1]): the sampler from ``x = I`` (broadcast to the mask
+        channels) down to ``t = 0``; ``(B, C, H, W)`` in [-1, 1]. ``generator`` is unused (the sampler is
+        deterministic)."""
+        self.scheduler.set_image(image)
+        start = image.expand(-1, self.mask_channels, *image.shape[2:]).clone()
+        try:
+            return self.reverse(network, start, image, generator)
+        finally:
+            self.scheduler.set_image(None)

@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import inspect
 from typing import Any, Callable, Sequence
 
 import torch
 import torch.nn.functional as F
-from monai.networks.schedulers import Scheduler
-from monai.utils import optional_import
 
-from .mask_inferer import DiffusionLossOutput, MaskDiffusionInferer
-
-tqdm, _has_tqdm = optional_import("tqdm", name="tqdm")
+from .mask_inferer import MaskDiffusionInferer
+from .parameterization import check_prediction_type
+from .sampling import DiffusionScheduler
+from .tiled_inferer import DiffusionLossOutput
 
 __all__ = ["GaussianMaskInferer"]
+
 
 class GaussianMaskInferer(MaskDiffusionInferer):
     """Segmentation by Gaussian diffusion of the mask, the network predicting the clean mask x0 (MedSegDiff, BIEDSNet).
@@ -26,9 +25,10 @@ class GaussianMaskInferer(MaskDiffusionInferer):
     sqrt(abar_t) m + sqrt(1 - abar_t) eps`` (MONAI ``scheduler.add_noise``); ``x0_hat = network(x_t, t, image)``; the loss
     function gets ``(x0_hat, m, timesteps=t)``.
 
-    Sampling (:meth:`sample`): ``x_T ~ N(0, I)`` drawn from ``generator``, then the MONAI scheduler's ``step`` over its
-    time steps: a ``DDPMScheduler`` (all T steps, ancestral) or a ``DDIMScheduler`` with ``num_inference_steps``; both
-    must be built with ``prediction_type="sample"``. :meth:`sample_ensemble` draws ``num_samples`` masks one after the
+    Sampling (:meth:`sample`): ``x_T ~ N(0, I)`` drawn from ``generator``, then the scheduler's ``step`` over its
+    time steps (:func:`~emdiff_components.diffusion.reverse_diffusion`): a ``DDPMScheduler`` (all T steps, ancestral) or
+    an ``AlignedDDIMScheduler`` with ``num_inference_steps`` and its own ``eta`` (see :func:`gaussian_scheduler`); both
+    built with ``prediction_type="sample"``. The network sees overlapping tiles blended without seams. :meth:`sample_ensemble` draws ``num_samples`` masks one after the
     other from the same generator (MedSegDiff's ensemble); fusing them is post-processing's job
     (:class:`emdiff_components.transforms.FuseEnsembled`).
 
@@ -38,10 +38,12 @@ class GaussianMaskInferer(MaskDiffusionInferer):
 
     Args:
         scheduler: a MONAI ``DDPMScheduler`` or ``DDIMScheduler`` with ``prediction_type="sample"``.
-        num_classes, roi_size, sw_batch_size, overlap, size_divisor, progress: see :class:`MaskDiffusionInferer`.
+        num_classes, roi_size, sw_batch_size, overlap, progress: see :class:`MaskDiffusionInferer`.
         num_inference_steps: sampling steps (``None``: all ``num_train_timesteps``).
         num_samples: ensemble size K used by :meth:`__call__` (the mean of the K samples is returned).
-        eta: DDIM's stochasticity (0 = deterministic DDIM); ignored by DDPM.
+        eta: deprecated: DDIM's eta is the scheduler's (``gaussian_scheduler(..., eta=...)``); a value given here is
+            set on an ``AlignedDDIMScheduler`` with a warning.
+        size_divisor: deprecated and ignored (the tiles follow the network's ``stride``).
         seed: seed of the generator :meth:`__call__` samples with (every call starts from it).
         image_size: ``(H, W)`` the network works at (the image is resized with area averaging, as MONAI's
             ``Resized`` default, the masks back with bilinear interpolation); ``None`` (default): native size, tiled.
@@ -50,33 +52,33 @@ class GaussianMaskInferer(MaskDiffusionInferer):
 
     Example::
 
-        scheduler = DDIMScheduler(num_train_timesteps=1000, schedule="linear_beta", prediction_type="sample")
+        scheduler = gaussian_scheduler("ddim", num_train_timesteps=1000)  # x0 prediction, linear betas
         inferer = GaussianMaskInferer(scheduler, num_inference_steps=50, num_samples=5)
         samples = inferer.sample_ensemble(image, network, generator=torch.Generator().manual_seed(0))  # (K, B, C, H, W)
     """
 
     def __init__(
         self,
-        scheduler: Scheduler,
+        scheduler: DiffusionScheduler,
         num_classes: int = 2,
         roi_size: Sequence[int] | int = 256,
         sw_batch_size: int = 2,
         overlap: float = 0.25,
         num_inference_steps: int | None = None,
         num_samples: int = 1,
-        eta: float = 0.0,
-        size_divisor: int = 8,
+        eta: float | None = None,
+        size_divisor: int | None = None,
         progress: bool = False,
         seed: int = 0,
         image_size: Sequence[int] | int | None = None,
         output: str = "mean",
     ) -> None:
-        super().__init__(num_classes, roi_size, sw_batch_size, overlap, size_divisor, progress)
-        if getattr(scheduler, "prediction_type", None) != "sample":
-            raise ValueError(
-                "GaussianMaskInferer: the scheduler must predict x0: build it with prediction_type='sample', got "
-                f"{getattr(scheduler, 'prediction_type', None)!r}."
-            )
+        check_prediction_type(scheduler, ("sample",), "GaussianMaskInferer")
+        super().__init__(
+            scheduler, num_classes, roi_size, sw_batch_size, overlap, num_inference_steps, progress, seed,
+            size_divisor=size_divisor,
+        )
+        self._set_eta(eta)
         if num_samples < 1:
             raise ValueError(f"GaussianMaskInferer: num_samples must be >= 1, got {num_samples}.")
         if output not in ("mean", "members"):
@@ -87,11 +89,7 @@ class GaussianMaskInferer(MaskDiffusionInferer):
             raise ValueError(f"GaussianMaskInferer: image_size must be None or two positive ints, got {image_size!r}.")
         self.image_size = None if image_size is None else tuple(int(s) for s in image_size)
         self.output = output
-        self.scheduler = scheduler
-        self.num_inference_steps = num_inference_steps or scheduler.num_train_timesteps
         self.num_samples = num_samples
-        self.eta = eta
-        self.seed = seed
 
     def training_loss(
         self,
@@ -111,7 +109,7 @@ class GaussianMaskInferer(MaskDiffusionInferer):
         """
         target = self.encode(label)
         if timesteps is None:
-            timesteps = torch.randint(0, self.scheduler.num_train_timesteps, (image.shape[0],), generator=generator)
+            timesteps = self.sample_timesteps(image.shape[0], generator)
         if noise is None:
             noise = torch.randn(target.shape, generator=generator, dtype=target.dtype)
         timesteps, noise = timesteps.to(image.device), noise.to(image.device)
@@ -151,15 +149,6 @@ class GaussianMaskInferer(MaskDiffusionInferer):
     ) -> torch.Tensor:
         """One mask: from ``x_T ~ N(0, I)`` through the scheduler's steps; ``(B, C, H, W)`` in [-1, 1]."""
         shape = (image.shape[0], self.mask_channels, *image.shape[2:])
-        sample = torch.randn(shape, generator=generator, dtype=image.dtype).to(image.device)
-        self.scheduler.set_timesteps(self.num_inference_steps, device=image.device)
-        steps = self.scheduler.timesteps.tolist()
-        iterator = tqdm(steps, desc="sampling", leave=False) if (self.progress and _has_tqdm) else steps
-        # DDIM's step takes eta, DDPM's does not
-        step_kwargs = {"eta": self.eta} if "eta" in inspect.signature(self.scheduler.step).parameters else {}
-        for t in iterator:
-            x0_hat = self.predict_x0(network, sample, image, t)
-            # a CPU generator cannot draw CUDA noise: on a GPU the per-step noise comes from the global CUDA RNG
-            noise_generator = generator if sample.device.type == "cpu" else None
-            sample, _ = self.scheduler.step(x0_hat, t, sample, generator=noise_generator, **step_kwargs)
-        return sample.clamp(-1.0, 1.0)
+        start = torch.randn(shape, generator=generator, dtype=image.dtype).to(image.device)
+        return self.reverse(network, start, image, generator).clamp(-1.0, 1.0)
+

@@ -27,7 +27,8 @@ from typing import Any
 
 import torch
 from monai.networks.schedulers import DDIMScheduler, DDPMScheduler, NoiseSchedules, Scheduler
-from monai.networks.schedulers.ddim import DDIMPredictionType
+
+from .parameterization import split_prediction
 
 __all__ = [
     "AlignedDDIMScheduler",
@@ -40,10 +41,23 @@ __all__ = [
 class AlignedDDIMScheduler(DDIMScheduler):
     """MONAI's ``DDIMScheduler`` whose ``step`` goes to the next time step it visits (see the module docstring).
 
-    Same arguments and time steps as ``DDIMScheduler``; only the previous time step of ``step`` differs: the entry
-    after ``timestep`` in ``self.timesteps`` (``alphas_cumprod = final_alpha_cumprod`` after the last one) instead of
-    ``timestep - T // N``. Where N divides T and the visited steps are multiples of ``T // N`` both agree.
+    Same arguments and time steps as ``DDIMScheduler``, plus ``eta``; only the previous time step of ``step`` differs:
+    the entry after ``timestep`` in ``self.timesteps`` (``alphas_cumprod = final_alpha_cumprod`` after the last one)
+    instead of ``timestep - T // N``. Where N divides T and the visited steps are multiples of ``T // N`` both agree.
+
+    Args:
+        eta: DDIM's stochasticity (Song et al. eq. 16): 0 (default) is deterministic DDIM, 1 the DDPM-like posterior
+            noise. Set here, not per step, so that every scheduler steps through the same call
+            (:mod:`emdiff_components.diffusion.sampling`).
+        kwargs: ``DDIMScheduler``'s arguments (``num_train_timesteps``, ``schedule``, ``clip_sample``,
+            ``prediction_type``, ...).
     """
+
+    def __init__(self, *args: Any, eta: float = 0.0, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if not eta >= 0:
+            raise ValueError(f"AlignedDDIMScheduler: eta must be >= 0, got {eta!r}.")
+        self.eta = float(eta)
 
     def previous_timestep(self, timestep: int) -> int:
         """The time step visited after ``timestep`` (-1 after the last)."""
@@ -53,32 +67,30 @@ class AlignedDDIMScheduler(DDIMScheduler):
         index = steps.index(int(timestep))
         return steps[index + 1] if index + 1 < len(steps) else -1
 
-    def step(
+    def step(  # type: ignore[override]
         self,
         model_output: torch.Tensor,
         timestep: int,
         sample: torch.Tensor,
-        eta: float = 0.0,
         generator: torch.Generator | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """One DDIM update (Song et al. eq. 12, sigma of eq. 16) to the next visited step; ``(x_prev, x0_hat)``."""
+        """One DDIM update (Song et al. eq. 12, sigma of eq. 16) to the next visited step; ``(x_prev, x0_hat)``.
+
+        Legend: ``abar_t`` = ``alphas_cumprod[t]``, ``abar_prev`` that of the next visited step; x0 and eps from the
+        network output by :func:`~emdiff_components.diffusion.parameterization.split_prediction`.
+        """
         prev = self.previous_timestep(timestep)
         abar_t = self.alphas_cumprod[timestep]
         abar_prev = self.alphas_cumprod[prev] if prev >= 0 else self.final_alpha_cumprod
-        if self.prediction_type == DDIMPredictionType.EPSILON:
-            x0, eps = (sample - (1 - abar_t) ** 0.5 * model_output) / abar_t**0.5, model_output
-        elif self.prediction_type == DDIMPredictionType.SAMPLE:
-            x0, eps = model_output, (sample - abar_t**0.5 * model_output) / (1 - abar_t) ** 0.5
-        else:  # v prediction
-            x0 = abar_t**0.5 * sample - (1 - abar_t) ** 0.5 * model_output
-            eps = abar_t**0.5 * model_output + (1 - abar_t) ** 0.5 * sample
+        x0, eps = split_prediction(model_output, sample, abar_t, self.prediction_type)
         if self.clip_sample:
             x0 = torch.clamp(x0, self.clip_sample_values[0], self.clip_sample_values[1])
-        sigma = eta * ((1 - abar_prev) / (1 - abar_t) * (1 - abar_t / abar_prev)) ** 0.5
+        sigma = self.eta * ((1 - abar_prev) / (1 - abar_t) * (1 - abar_t / abar_prev)) ** 0.5
         x_prev = abar_prev**0.5 * x0 + (1 - abar_prev - sigma**2) ** 0.5 * eps
-        if eta > 0:
-            noise = torch.randn(model_output.shape, dtype=model_output.dtype, generator=generator,
-                                device=model_output.device)
+        if self.eta > 0:
+            noise = torch.randn(
+                model_output.shape, dtype=model_output.dtype, generator=generator, device=model_output.device
+            )
             x_prev = x_prev + sigma * noise
         return x_prev, x0
 
@@ -91,9 +103,11 @@ def gaussian_scheduler(
     num_train_timesteps: int = 1000,
     schedule: str = "linear_beta",
     prediction_type: str = "sample",
+    eta: float = 0.0,
     **scheduler_args: Any,
 ) -> Scheduler:
-    """MONAI's ``DDPMScheduler`` (``"ddpm"``, ancestral) or ``DDIMScheduler`` (``"ddim"``), x0 prediction by default.
+    """MONAI's ``DDPMScheduler`` (``"ddpm"``, ancestral) or :class:`AlignedDDIMScheduler` (``"ddim"``), x0 prediction
+    by default.
 
     BIEDSNet and MedSegDiff train with T = 1000 linear betas (MONAI's ``linear_beta``: 1e-4 .. 0.02, Ho et al. 2020);
     the network predicts x0, hence ``prediction_type="sample"``. A model trained with either samples with either.
@@ -103,10 +117,15 @@ def gaussian_scheduler(
         num_train_timesteps: T, default 1000.
         schedule: MONAI noise schedule name (a ``NoiseSchedules`` entry), default ``"linear_beta"``.
         prediction_type: what the network predicts: ``"sample"`` (x0, default), ``"epsilon"`` or ``"v_prediction"``.
+        eta: DDIM's stochasticity (0 = deterministic, default); DDPM is ancestral and takes none (must be 0).
         scheduler_args: passed on to the scheduler (e.g. ``clip_sample``).
     """
     if sampler not in SAMPLERS:
         raise ValueError(f"gaussian_scheduler: sampler must be one of {sorted(SAMPLERS)}, got {sampler!r}.")
+    if sampler == "ddim":
+        scheduler_args["eta"] = eta
+    elif eta:
+        raise ValueError(f"gaussian_scheduler: eta applies to the 'ddim' sampler only, got eta={eta!r} with 'ddpm'.")
     return SAMPLERS[sampler](
         num_train_timesteps=num_train_timesteps, schedule=schedule, prediction_type=prediction_type, **scheduler_args
     )
@@ -141,7 +160,7 @@ def med_ddpm_cosine_schedule(
 
 
 def synthesis_scheduler(
-    sampler: str = "ddpm", num_train_timesteps: int = 250, schedule: str = "cosine_med_ddpm"
+    sampler: str = "ddpm", num_train_timesteps: int = 250, schedule: str = "cosine_med_ddpm", eta: float = 0.0
 ) -> Scheduler:
     """NeuroDiff's scheduler: noise prediction, T = 250, ``"cosine_med_ddpm"``, x0 clipped to [-1, 1] each step.
 
@@ -150,10 +169,14 @@ def synthesis_scheduler(
             ``"ddim"`` (fewer steps, set by the inferer's ``num_inference_steps``).
         num_train_timesteps: T, default 250.
         schedule: a MONAI ``NoiseSchedules`` name, default ``"cosine_med_ddpm"``.
+        eta: DDIM's stochasticity, default 0 (``"ddim"`` only).
 
     Returns:
-        A MONAI ``DDPMScheduler`` or ``DDIMScheduler`` with ``prediction_type="epsilon"`` and ``clip_sample=True``.
+        A MONAI ``DDPMScheduler`` or :class:`AlignedDDIMScheduler` with ``prediction_type="epsilon"`` and
+        ``clip_sample=True``.
     """
-    return gaussian_scheduler(sampler, num_train_timesteps, schedule, prediction_type="epsilon", clip_sample=True)
+    return gaussian_scheduler(
+        sampler, num_train_timesteps, schedule, prediction_type="epsilon", eta=eta, clip_sample=True
+    )
 
 

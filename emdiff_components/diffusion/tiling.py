@@ -8,7 +8,7 @@ from typing import Callable, Sequence
 import torch
 from monai.inferers import sliding_window_inference
 
-__all__ = ["blend_weights", "tile_size", "tiled_prediction"]
+__all__ = ["blend_weights", "network_stride", "tile_size", "tiled_prediction"]
 
 
 def _per_axis(value: Sequence[int] | int, spatial_dims: int, name: str) -> tuple[int, ...]:
@@ -18,6 +18,19 @@ def _per_axis(value: Sequence[int] | int, spatial_dims: int, name: str) -> tuple
             f"tiled_prediction: {name} must be a positive int or {spatial_dims} positive ints, got {value!r}."
         )
     return values
+
+
+def network_stride(network: Callable[..., torch.Tensor]) -> Sequence[int] | int:
+    """The network's total down-sampling, its ``stride`` attribute (that of ``network.module`` under
+    ``DistributedDataParallel``); 1 for a callable without one (a function of the whole input, e.g. in tests).
+
+    Every inferer asks this one function, so the tile size depends on the network alone.
+    """
+    for candidate in (network, getattr(network, "module", None)):
+        stride = getattr(candidate, "stride", None)
+        if stride is not None:
+            return stride
+    return 1
 
 
 def tile_size(
@@ -85,9 +98,11 @@ def tiled_prediction(
 
     Diffusion samplers must update the whole volume at once so that all tiles share one noise level and one x_t;
     only the network call is tiled (MONAI ``SlidingWindowInferer``). Gaussian weights (``mode="gaussian"``, sigma =
-    0.125 of the tile) make a tile's border voxels, where zero padding distorts the network, count ~1e-3 of the
-    neighbouring tile's centre, so no seams appear. ``mode="constant"`` with ``overlap=0`` reproduces the plain
-    non-overlapping tiling of the NeuroDiff reference (with its seams), for comparison.
+    0.125 of the tile, without MONAI's 1e-3 floor by default) make a tile's border voxels, where zero padding distorts
+    the network, count exp(-8) ~ 3e-4 of its centre at the middle of an edge and ~1e-7 at a 2D corner, so a
+    neighbouring tile's centre decides there and no seams form (``tests/diffusion/test_tiling.py`` measures it).
+    ``mode="constant"`` with ``overlap=0`` reproduces the plain non-overlapping tiling of the NeuroDiff reference (with
+    its seams), for comparison.
 
     Args:
         network: called as ``network(x, timesteps, condition)`` with ``timesteps`` a ``(n,)`` long tensor.

@@ -57,9 +57,10 @@ class TestColdDiffusionScheduler(unittest.TestCase):
         sched = ColdDiffusionScheduler(num_train_timesteps=50, sampler=sampler)
         mask, image = make_pair(1)
         sched.set_timesteps()
+        sched.set_image(image)
         x = image.clone()
         for t in sched.timesteps.tolist():
-            x, x0 = sched.step(mask, t, x, image)  # the oracle predicts the true mask every step
+            x, x0 = sched.step(mask, t, x)  # the oracle predicts the true mask every step
         self.assertLess(float((x - mask).abs().max()), 2e-3)
         torch.testing.assert_close((x > 0).float() * 2 - 1, mask)
 
@@ -71,9 +72,10 @@ class TestColdDiffusionScheduler(unittest.TestCase):
         self.assertEqual(sched.timesteps[0].item(), 49)
         self.assertEqual(sched.timesteps[-1].item(), 0)
         self.assertEqual(len(sched.timesteps), 7)
+        sched.set_image(image)
         x = image.clone()
         for t in sched.timesteps.tolist():
-            x, _ = sched.step(mask, t, x, image)
+            x, _ = sched.step(mask, t, x)
         torch.testing.assert_close((x > 0).float() * 2 - 1, mask)
 
     def test_bansal_step_by_hand(self):
@@ -82,8 +84,8 @@ class TestColdDiffusionScheduler(unittest.TestCase):
         abar = numpy_cosine_abar(10)
         x0 = torch.full((1, 1, 2, 2), 0.5)
         x_t = torch.full((1, 1, 2, 2), 0.2)
-        image = torch.full((1, 1, 2, 2), -0.4)
-        out, _ = sched.step(x0, 5, x_t, image)
+        sched.set_image(torch.full((1, 1, 2, 2), -0.4))
+        out, _ = sched.step(x0, 5, x_t)
         d5 = math.sqrt(abar[5]) * 0.5 + math.sqrt(1 - abar[5]) * -0.4
         d4 = math.sqrt(abar[4]) * 0.5 + math.sqrt(1 - abar[4]) * -0.4
         torch.testing.assert_close(out, torch.full_like(x_t, 0.2 - d5 + d4), rtol=1e-5, atol=1e-6)
@@ -95,14 +97,16 @@ class TestColdDiffusionScheduler(unittest.TestCase):
         x0, image = 0.5, -0.4
         a = math.sqrt(abar[5]) * x0 + math.sqrt(1 - abar[5]) * image
         b = math.sqrt(abar[4]) * a + math.sqrt(1 - abar[4]) * image
-        out, _ = sched.step(torch.full((1, 1, 2, 2), x0), 5, torch.zeros(1, 1, 2, 2), torch.full((1, 1, 2, 2), image))
+        sched.set_image(torch.full((1, 1, 2, 2), image))
+        out, _ = sched.step(torch.full((1, 1, 2, 2), x0), 5, torch.zeros(1, 1, 2, 2))
         torch.testing.assert_close(out, torch.full((1, 1, 2, 2), x0 - a + b), rtol=1e-5, atol=1e-6)
 
     def test_x0_is_clamped(self):
         sched = ColdDiffusionScheduler(num_train_timesteps=10, sampler="one_step")
         sched.set_timesteps()
         self.assertEqual(sched.timesteps.tolist(), [9])
-        out, x0 = sched.step(torch.full((1, 1, 2, 2), 3.0), 9, torch.zeros(1, 1, 2, 2), torch.zeros(1, 1, 2, 2))
+        sched.set_image(torch.zeros(1, 1, 2, 2))
+        out, x0 = sched.step(torch.full((1, 1, 2, 2), 3.0), 9, torch.zeros(1, 1, 2, 2))
         torch.testing.assert_close(out, torch.ones(1, 1, 2, 2))
         torch.testing.assert_close(x0, torch.ones(1, 1, 2, 2))
 
@@ -115,7 +119,10 @@ class TestColdDiffusionScheduler(unittest.TestCase):
             ColdDiffusionScheduler(num_train_timesteps=0)
         sched = ColdDiffusionScheduler(num_train_timesteps=10)
         with self.assertRaisesRegex(RuntimeError, "set_timesteps"):
-            sched.step(torch.zeros(1, 1, 2, 2), 9, torch.zeros(1, 1, 2, 2), torch.zeros(1, 1, 2, 2))
+            sched.step(torch.zeros(1, 1, 2, 2), 9, torch.zeros(1, 1, 2, 2))
+        sched.set_timesteps()
+        with self.assertRaisesRegex(RuntimeError, "set_image"):
+            sched.step(torch.zeros(1, 1, 2, 2), 9, torch.zeros(1, 1, 2, 2))
         with self.assertRaisesRegex(ValueError, "num_inference_steps"):
             sched.set_timesteps(11)
 

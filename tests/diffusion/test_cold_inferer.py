@@ -94,19 +94,27 @@ class TestColdDiffusionInferer(unittest.TestCase):
         torch.testing.assert_close(out.loss, expected)
         torch.testing.assert_close(out.target, m)
         out.loss.backward()
-        self.assertIsNotNone(net.weight.grad)
+        expected_grad = torch.autograd.grad(((net(x_t, t, image) - m) ** 2).mean(), net.weight)[0]
+        torch.testing.assert_close(net.weight.grad, expected_grad)
 
     def test_timestep_sampling(self):
         inferer = ColdDiffusionInferer(ColdDiffusionScheduler(50), curriculum=True)
-        g = torch.Generator().manual_seed(0)
-        early = inferer.sample_timesteps(1000, 0.0, g)
-        late = inferer.sample_timesteps(1000, 0.25, g)
-        self.assertEqual(int(early.min()), 0)
-        self.assertEqual(int(late.min()), 25)  # sc = int(sqrt(0.25) * 50)
-        self.assertEqual(int(late.max()), 49)
-        a = ColdDiffusionInferer(ColdDiffusionScheduler(50)).sample_timesteps(8, 0.9, torch.Generator().manual_seed(1))
-        b = ColdDiffusionInferer(ColdDiffusionScheduler(50)).sample_timesteps(8, 0.9, torch.Generator().manual_seed(1))
-        torch.testing.assert_close(a, b)
+        # sc = int(sqrt(e / E) * T), at most T - 1
+        self.assertEqual([inferer.first_timestep(f) for f in (0.0, 0.25, 0.5, 1.0)], [0, 25, 35, 49])
+        self.assertEqual(ColdDiffusionInferer(ColdDiffusionScheduler(50)).first_timestep(0.9), 0)
+        drawn = inferer.sample_timesteps(8, torch.Generator().manual_seed(1), low=25)
+        torch.testing.assert_close(drawn, torch.randint(25, 50, (8,), generator=torch.Generator().manual_seed(1)))
+
+    def test_training_uses_the_curriculum(self):
+        inferer = ColdDiffusionInferer(ColdDiffusionScheduler(50), curriculum=True)
+        label, image = torch.zeros(4, 1, 2, 2, dtype=torch.long), torch.zeros(4, 1, 2, 2)
+        out = inferer.training_loss(PointwiseNet(1), image, label, squared_error, epoch_fraction=0.25,
+                                    generator=torch.Generator().manual_seed(2))
+        torch.testing.assert_close(out.timesteps, torch.randint(25, 50, (4,), generator=torch.Generator().manual_seed(2)))
+
+    def test_deprecated_size_divisor_warns(self):
+        with self.assertWarnsRegex(DeprecationWarning, "size_divisor is deprecated"):
+            ColdDiffusionInferer(ColdDiffusionScheduler(5), size_divisor=8)
 
     def test_encode_decode_round_trip(self):
         label = torch.tensor([[[[0, 3], [2, 1]]]])

@@ -11,7 +11,6 @@ from monai.data.utils import compute_importance_map
 
 from emdiff_components.diffusion import blend_weights, tile_size, tiled_prediction
 
-torch.set_num_threads(1)
 
 
 class PointwiseNet(nn.Module):
