@@ -88,9 +88,8 @@ class AlignedDDIMScheduler(DDIMScheduler):
         sigma = self.eta * ((1 - abar_prev) / (1 - abar_t) * (1 - abar_t / abar_prev)) ** 0.5
         x_prev = abar_prev**0.5 * x0 + (1 - abar_prev - sigma**2) ** 0.5 * eps
         if self.eta > 0:
-            noise = torch.randn(
-                model_output.shape, dtype=model_output.dtype, generator=generator, device=model_output.device
-            )
+            shape, dtype, device = model_output.shape, model_output.dtype, model_output.device
+            noise = torch.randn(shape, dtype=dtype, generator=generator, device=device)
             x_prev = x_prev + sigma * noise
         return x_prev, x0
 
