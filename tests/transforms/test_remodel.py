@@ -192,6 +192,15 @@ class TestLabelsToMembranes(unittest.TestCase):
             LabelsToMembranes()(np.zeros((2, 1, 4, 4)))
 
 
+# (name, center (row, col), rotation in degrees, filled rows (first, last), filled cols (first, last))
+DRAW_CASES = [
+    ("upright", (10, 10), 0.0, (9, 11), (7, 13)),
+    ("quarter_turn", (10, 10), 90.0, (7, 13), (9, 11)),
+    ("half_turn", (10, 10), 180.0, (9, 11), (7, 13)),
+    ("clipped_corner", (0, 19), 0.0, (0, 1), (16, 19)),
+]
+
+
 class TestMitochondriaLibrary(unittest.TestCase):
     def test_filters_and_measures(self):
         mask = np.zeros((1, 100, 100), dtype=np.uint8)
@@ -212,6 +221,24 @@ class TestMitochondriaLibrary(unittest.TestCase):
             raw = max(find_contours(blob.astype(float), 0.5), key=len)
             self.assertLess(len(lib.contours[i]), len(raw))  # simplified ...
             np.testing.assert_allclose(lib.contours[i].mean(0), raw.mean(0), atol=2.0)  # ... but the same outline
+
+    @parameterized.expand(DRAW_CASES)
+    def test_draw_hand_computed(self, _, center, rotation, rows, cols):
+        # a 2 x 6 rectangle, point mean (1, 3): corners at center + (-1, -3), (-1, 3), (1, 3), (1, -3)
+        lib = MitochondriaLibrary([np.array([[0, 0], [0, 6], [2, 6], [2, 0]], float)], [0.0], [6.0])
+        expected = np.zeros((20, 20), bool)
+        expected[rows[0] : rows[1] + 1, cols[0] : cols[1] + 1] = True
+        np.testing.assert_array_equal(lib.draw(0, (20, 20), center, rotation), expected)
+
+    def test_draw_index_out_of_range(self):
+        with self.assertRaisesRegex(IndexError, r"MitochondriaLibrary.draw: template 3 out of range \(library of 3\)"):
+            template_library(count=3).draw(3, (8, 8), (4, 4), 0.0)
+
+    def test_save_appends_npz_and_leaves_no_temp(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            template_library(count=2).save(os.path.join(tmp, "lib"))
+            self.assertEqual(os.listdir(tmp), ["lib.npz"])
+            self.assertEqual(len(MitochondriaLibrary.load(os.path.join(tmp, "lib.npz"))), 2)
 
     def test_save_load_round_trip(self):
         lib = template_library(count=3)

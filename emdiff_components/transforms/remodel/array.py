@@ -18,7 +18,7 @@ from monai.transforms import RandomizableTransform, Transform
 from monai.utils import TransformBackends, convert_to_numpy, convert_to_tensor, optional_import
 from monai.utils.type_conversion import convert_to_dst_type
 
-from .library import MitochondriaLibrary, _draw_template
+from .library import MitochondriaLibrary
 
 ndimage, _has_scipy = optional_import("scipy.ndimage")
 measure, _ = optional_import("skimage.measure")
@@ -392,7 +392,7 @@ class RandPlaceMitochondria(RandomizableTransform):
                     rotation = (region_orientation - lib.orientations[template] + 180.0) % 360.0 - 180.0
                 angle = rotation + float(jitter[z])
                 center = np.round(np.asarray(props.centroid) + offset)
-                mask = self._refine(_draw_template(lib.contours[template], vol.shape[1:], center, angle))
+                mask = self._refine(lib.draw(template, vol.shape[1:], center, angle))
                 area = int(mask.sum())
                 outside = float((mask & (vol[z] != neuron)).sum() / area) if area else 1.0
                 accepted = area > 0 and outside <= self.max_outside_fraction

@@ -5,9 +5,12 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 
 import numpy as np
 from monai.utils import optional_import
+
+from ...utils import atomic_write
 
 ndimage, _has_scipy = optional_import("scipy.ndimage")
 measure, _has_skimage = optional_import("skimage.measure")
@@ -115,19 +118,58 @@ class MitochondriaLibrary:
             logger.warning("MitochondriaLibrary: no component passed the filters (min_area=%d).", min_area)
         return cls(contours, orientations, lengths, min_area=min_area, tolerance=tolerance)
 
+    def draw(
+        self, index: int, shape: tuple[int, int], center: Sequence[float], rotation_deg: float
+    ) -> np.ndarray:
+        """Rasterise template ``index``: its point mean moved to ``center``, rotated by ``rotation_deg`` about it, filled.
+
+        The rotation is counter-clockwise in the regionprops sense: a template of orientation ``a`` drawn with rotation
+        ``b - a`` has orientation ``b``. Points are rounded to pixels and clipped to the image, as in the reference.
+
+        Args:
+            index: the template, ``0 <= index < len(self)``.
+            shape: (Y, X) of the slice drawn into.
+            center: (row, col) where the template's point mean lands.
+            rotation_deg: counter-clockwise rotation, degrees.
+
+        Returns:
+            boolean mask of ``shape``.
+        """
+        if not 0 <= index < len(self.contours):
+            raise IndexError(f"MitochondriaLibrary.draw: template {index} out of range (library of {len(self)}).")
+        contour = self.contours[index]
+        phi = np.deg2rad(rotation_deg)
+        rot = np.array([[np.cos(phi), -np.sin(phi)], [np.sin(phi), np.cos(phi)]])
+        center = np.asarray(center, dtype=np.float64)
+        points = (contour - contour.mean(axis=0)) @ rot.T + center
+        points = np.round(points)
+        points[:, 0] = np.clip(points[:, 0], 0, shape[0] - 1)
+        points[:, 1] = np.clip(points[:, 1], 0, shape[1] - 1)
+        rr, cc = draw.polygon(points[:, 0], points[:, 1], shape=shape)
+        out = np.zeros(shape, dtype=bool)
+        out[rr, cc] = True
+        return out
+
     def save(self, path: str | os.PathLike) -> None:
-        """Write the library as ``.npz`` (points concatenated, with per-template offsets)."""
+        """Write the library as ``.npz`` (points concatenated, with per-template offsets), atomically.
+
+        As with ``np.savez``, ``.npz`` is appended to a ``path`` without it.
+        """
+        path = Path(path)
+        if path.suffix != ".npz":
+            path = path.with_name(path.name + ".npz")
         offsets = np.cumsum([0] + [len(c) for c in self.contours]).astype(np.int64)
         points = np.concatenate(self.contours) if self.contours else np.zeros((0, 2))
-        np.savez(
-            path,
-            points=points.astype(np.float64),
-            offsets=offsets,
-            orientations=self.orientations,
-            major_axis_lengths=self.major_axis_lengths,
-            min_area=np.int64(self.min_area),
-            tolerance=np.float64(self.tolerance),
-        )
+        with atomic_write(path) as tmp, open(tmp, "wb") as handle:
+            np.savez(
+                handle,
+                points=points.astype(np.float64),
+                offsets=offsets,
+                orientations=self.orientations,
+                major_axis_lengths=self.major_axis_lengths,
+                min_area=np.int64(self.min_area),
+                tolerance=np.float64(self.tolerance),
+            )
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> MitochondriaLibrary:
@@ -179,27 +221,3 @@ def _slice_templates(mask: np.ndarray, min_area: int, tolerance: float, border_m
         if len(simplified) < 4:  # 3 distinct corners + the repeated first point: anything less is no polygon
             continue
         yield simplified, float(np.rad2deg(region.orientation)), float(region.axis_major_length)
-
-
-def _draw_template(
-    contour: np.ndarray, shape: tuple[int, int], center: Sequence[float], rotation_deg: float
-) -> np.ndarray:
-    """Rasterise a template: its point mean moved to ``center``, rotated by ``rotation_deg`` about it, filled.
-
-    The rotation is counter-clockwise in the regionprops sense: a template of orientation ``a`` drawn with rotation
-    ``b - a`` has orientation ``b``. Points are rounded to pixels and clipped to the image, as in the reference.
-
-    Returns:
-        boolean mask of ``shape``.
-    """
-    phi = np.deg2rad(rotation_deg)
-    rot = np.array([[np.cos(phi), -np.sin(phi)], [np.sin(phi), np.cos(phi)]])
-    center = np.asarray(center, dtype=np.float64)
-    points = (contour - contour.mean(axis=0)) @ rot.T + center
-    points = np.round(points)
-    points[:, 0] = np.clip(points[:, 0], 0, shape[0] - 1)
-    points[:, 1] = np.clip(points[:, 1], 0, shape[1] - 1)
-    rr, cc = draw.polygon(points[:, 0], points[:, 1], shape=shape)
-    out = np.zeros(shape, dtype=bool)
-    out[rr, cc] = True
-    return out
