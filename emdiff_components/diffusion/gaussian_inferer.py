@@ -28,16 +28,17 @@ class GaussianMaskInferer(MaskDiffusionInferer):
     Sampling (:meth:`sample`): ``x_T ~ N(0, I)`` drawn from ``generator``, then the scheduler's ``step`` over its
     time steps (:func:`~emdiff_components.diffusion.reverse_diffusion`): a ``DDPMScheduler`` (all T steps, ancestral) or
     an ``AlignedDDIMScheduler`` with ``num_inference_steps`` and its own ``eta`` (see :func:`gaussian_scheduler`); both
-    built with ``prediction_type="sample"``. The network sees overlapping tiles blended without seams. :meth:`sample_ensemble` draws ``num_samples`` masks one after the
-    other from the same generator (MedSegDiff's ensemble); fusing them is post-processing's job
-    (:class:`emdiff_components.transforms.FuseEnsembled`).
+    built with ``prediction_type="sample"``. The network sees overlapping tiles blended without seams.
+    :meth:`sample_ensemble` draws ``num_samples`` masks one after the other from the same generator (MedSegDiff's
+    ensemble); fusing them is a post-transform's job (:class:`emdiff_components.transforms.FuseEnsembled`).
 
     :meth:`__call__` (what MONAI's evaluators call) optionally resizes the image to ``image_size`` first (BIEDSNet
     trains and samples at 256 x 256) and resizes the sampled masks back to the input's size (bilinear), then returns
     the ensemble mean, or every member (``output="members"``) for fusion with an uncertainty map.
 
     Args:
-        scheduler: a MONAI ``DDPMScheduler`` or ``DDIMScheduler`` with ``prediction_type="sample"``.
+        scheduler: a scheduler with ``prediction_type="sample"`` (:func:`gaussian_scheduler`: MONAI's
+            ``DDPMScheduler`` or our ``AlignedDDIMScheduler``; MONAI's ``DDIMScheduler`` also works, with eta 0).
         num_classes, roi_size, sw_batch_size, overlap, progress: see :class:`MaskDiffusionInferer`.
         num_inference_steps: sampling steps (``None``: all ``num_train_timesteps``).
         num_samples: ensemble size K used by :meth:`__call__` (the mean of the K samples is returned).
