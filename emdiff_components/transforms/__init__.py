@@ -8,7 +8,9 @@ from .io import *  # noqa: F401,F403
 from .io import __all__ as _io_all
 from .label import *  # noqa: F401,F403
 from .label import __all__ as _label_all
+from .post import *  # noqa: F401,F403
+from .post import __all__ as _post_all
 from .remodel import *  # noqa: F401,F403
 from .remodel import __all__ as _remodel_all
 
-__all__ = [*_boundary_all, *_intensity_all, *_io_all, *_label_all, *_remodel_all]
+__all__ = [*_boundary_all, *_intensity_all, *_io_all, *_label_all, *_post_all, *_remodel_all]

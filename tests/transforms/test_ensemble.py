@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from parameterized import parameterized
 
-from emdiff_components.postprocessing import fuse_ensemble, staple
+from emdiff_components.transforms import fuse_ensemble, staple
 
 # ---------------------------------------------------------------------------------------------------------------------
 # Hand case with 3 members (A, B, C), one spatial dim, threshold 0.5. Pixel groups (values of A, B, C):
@@ -121,7 +121,7 @@ def numpy_staple(d: np.ndarray, max_iterations: int = 100, tolerance: float = 1e
     return e_step(p, q), p, q
 
 
-class TestFuseEnsemble(unittest.TestCase):
+class TestFuseEnsembleFunction(unittest.TestCase):
     @parameterized.expand(HAND_CASES)
     def test_hand_case(self, method, column):
         members, where = hand_members()
@@ -228,7 +228,11 @@ class TestStaple(unittest.TestCase):
         w_default = staple(torch.from_numpy(d))[0]
         w_prior = staple(torch.from_numpy(d), prior=float(d.mean()))[0]
         torch.testing.assert_close(w_default, w_prior)
-        self.assertTrue(bool((w_default >= 0).all() and (w_default <= 1).all()))
+        expected_w, expected_p, expected_q = numpy_staple(d.astype(np.float64))
+        np.testing.assert_allclose(w_default.numpy(), expected_w, atol=1e-6)
+        # a prior far from the votes' mean moves every posterior towards it
+        w_low = staple(torch.from_numpy(d), prior=0.05)[0]
+        self.assertTrue(bool((w_low <= w_default + 1e-6).all()) and float((w_default - w_low).max()) > 0.01)
 
     def test_all_background(self):
         weights, p, q = staple(torch.zeros(3, 4, 4))

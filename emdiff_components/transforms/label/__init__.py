@@ -1,13 +1,6 @@
 from __future__ import annotations
 
-from .array import FuseEnsemble, LabelToSignedMask, SignedMaskToLabel
-from .dictionary import FuseEnsembled, LabelToSignedMaskd, SignedMaskToLabeld
+from .array import LabelToSignedMask, SignedMaskToLabel
+from .dictionary import LabelToSignedMaskd, SignedMaskToLabeld
 
-__all__ = [
-    "LabelToSignedMask",
-    "SignedMaskToLabel",
-    "FuseEnsemble",
-    "LabelToSignedMaskd",
-    "SignedMaskToLabeld",
-    "FuseEnsembled",
-]
+__all__ = ["LabelToSignedMask", "SignedMaskToLabel", "LabelToSignedMaskd", "SignedMaskToLabeld"]
