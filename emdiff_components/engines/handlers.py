@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from ignite.engine import Engine, Events
 
-from ..data.readers import write_image
+from ..data import write_image
 from .figures import save_panel_figure
 
 __all__ = ["SegmentationWriter", "SegmentationFigure"]
@@ -41,8 +41,9 @@ class SegmentationWriter:
     """Write predicted label maps as files of the input's format and shape: a stack in, a stack out.
 
     Inference runs on 2D slices; each batch item carries ``name``, ``slice``, ``num_slices`` and the input path
-    (``image_path``); a file of one slice is written as a 2D image. Slices of one file are gathered and the file is written (atomically, by the package's writers)
-    only once all its slices are there, so no partial output looks complete.
+    (``image_path``); a file of one slice is written as a 2D image. Slices of one file are gathered and the file is
+    written (atomically, by :func:`~emdiff_components.data.write_image`) only once all its slices are there, so no
+    partial output looks complete.
 
     NIfTI outputs take the input's affine and header (spacing, orientation). Float maps (``dtype`` float, e.g. an
     uncertainty map) of PNG / JPEG / BMP inputs, formats that cannot hold them, are written as TIFF.

@@ -71,7 +71,11 @@ class TestResumableCheckpoint(unittest.TestCase):
             self.assertEqual(trainer.state.epoch, 3)
             for p, q in zip(full.parameters(), resumed.parameters()):
                 torch.testing.assert_close(p, q)
-            self.assertTrue((Path(b) / "model.pt").is_file())
+            final = torch.load(Path(b) / "model.pt", weights_only=True)  # the network alone, with the resumed weights
+            self.assertEqual(set(final), set(resumed.state_dict()))
+            for key, value in resumed.state_dict().items():
+                torch.testing.assert_close(final[key], value)
+            self.assertEqual(sorted(os.listdir(b)), ["checkpoint.pt", "model.pt"])  # no temporary file left
 
     def test_longer_run_extends_a_finished_one(self):
         with tempfile.TemporaryDirectory() as a, tempfile.TemporaryDirectory() as b:

@@ -94,10 +94,6 @@ class TestSegmentationFigure(unittest.TestCase):
             save_panel_figure("x.png", [[np.zeros((2, 2))]], ["a", "b"], ["image", "label"])
 
 
-if __name__ == "__main__":
-    unittest.main()
-
-
 class TestSegmentationWriterVolumes(unittest.TestCase):
     def test_whole_volume_as_hdf5(self):
         import h5py
@@ -118,10 +114,17 @@ class TestSegmentationFigureVolumes(unittest.TestCase):
                                         titles=["condition", "synthesized"])
             condition = torch.zeros(1, 3, 8, 8)
             condition[0, 1] = 2  # only the middle slice is non-zero
-            figure.update(fake_engine([{"condition": condition}], [{"pred": torch.rand(1, 3, 8, 8)}]))
+            pred = torch.zeros(1, 3, 8, 8)
+            pred[0, 1, :, 4:] = 1.0  # middle slice: right half bright
+            pred[0, 0] = 5.0  # other slices must not reach the figure
+            figure.update(fake_engine([{"condition": condition}], [{"pred": pred}]))
             self.assertEqual(float(figure.rows[0][0].max()), 2.0)
             self.assertEqual(figure.rows[0][0].shape, (8, 8))
-            self.assertTrue(Path(figure.write()).is_file())
+            png = cv2.imread(figure.write())
+            self.assertEqual(png.shape, (28 + 8 + 4, 2 * (8 + 4), 3))  # title bar, one row, two panels with gaps
+            panel = png[28:36, 12:20, 0]  # the prediction, drawn grey: percentile-scaled 0 -> 0, 1 -> 255
+            np.testing.assert_array_equal(panel, np.where(pred[0, 1].numpy() > 0, 255, 0))
+            self.assertEqual(sorted(p.name for p in Path(tmp).iterdir()), ["f.png"])  # no temporary file left
         with self.assertRaisesRegex(ValueError, "SegmentationFigure: pred_kind"):
             SegmentationFigure("x.png", pred_kind="map")
 
@@ -133,5 +136,13 @@ class TestSegmentationFigureKinds(unittest.TestCase):
             real = torch.linspace(-1, 1, 64).reshape(1, 8, 8)
             figure.update(fake_engine([{"image": real}], [{"label": real, "pred": real}]))
             png = cv2.imread(figure.write())
-            # the truth column is a grey ramp, not the (black) class-0 colour of a label drawing
-            self.assertGreater(int(png[png.shape[0] // 2, png.shape[1] // 2].max()), 0)
+            # the truth column is the same grey ramp as the image, not the (black) class-0 colour of a label drawing
+            image_panel, truth_panel = png[28:36, 0:8], png[28:36, 12:20]
+            np.testing.assert_array_equal(truth_panel, image_panel)
+            self.assertEqual(int(truth_panel[0, 0].max()), 0)  # ramp from black ...
+            self.assertEqual(int(truth_panel[-1, -1].min()), 255)  # ... to white
+            self.assertTrue(np.all(np.diff(truth_panel[..., 0].astype(int).ravel()) >= 0))  # rising in raster order
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -3,6 +3,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 import tempfile
 import unittest
 from types import SimpleNamespace
@@ -80,6 +81,13 @@ class TestSegmentationReport(unittest.TestCase):
             self.assertAlmostEqual(engine.state.metrics["mean_jaccard"], (0.5 + 1) / 2)
             saved = json.load(open(f"{tmp}/metrics.json"))
             self.assertEqual(saved["per_image"][0]["dice"]["mito"], 2 / 3)
+            # the file holds the returned summary; numpy recount of image a slice 0: Jaccard |A n B| / |A u B|
+            pred, label = np.array([1, 1, 0, 0]), np.array([1, 0, 0, 0])
+            jaccard = np.logical_and(pred, label).sum() / np.logical_or(pred, label).sum()
+            self.assertAlmostEqual(saved["per_image"][0]["jaccard"]["mito"], float(jaccard))
+            for key in ("mean_dice", "mean_jaccard", "pooled_dice", "pooled_jaccard"):
+                self.assertAlmostEqual(saved[key], summary[key])
+            self.assertEqual(sorted(os.listdir(tmp)), ["metrics.csv", "metrics.json"])  # no temporary files
             rows = list(csv.DictReader(open(f"{tmp}/metrics.csv")))
             self.assertEqual(len(rows), 2 * 2 + 2 * 2)  # 2 images x 2 classes, mean and pooled x 2 classes
             self.assertEqual(set(rows[0]), {"name", "slice", "class", "dice", "jaccard", "precision", "recall", "accuracy"})

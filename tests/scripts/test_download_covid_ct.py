@@ -10,6 +10,7 @@ import hashlib
 import importlib.util
 import json
 import os
+import re
 import tempfile
 import zipfile
 from pathlib import Path
@@ -252,8 +253,8 @@ class TestConvertCovid19CtSeg:
 
     def test_published_constants(self):
         for digest in (covid.COVID19_CT_SEG_SHA256, covid.COVID19_CT_SEG_MASK_SHA256):
-            assert len(digest) == 64 and int(digest, 16) >= 0
+            assert re.fullmatch(r"[0-9a-f]{64}", digest), digest
         names = {"tr_im.nii.gz", "tr_mask.nii.gz", "val_im.nii.gz"}
         assert set(covid.MEDSEG_MD5) == set(covid.MEDSEG_FILE_URLS) == names
-        assert all(len(d) == 32 and int(d, 16) >= 0 for d in covid.MEDSEG_MD5.values())
+        assert all(re.fullmatch(r"[0-9a-f]{32}", d) for d in covid.MEDSEG_MD5.values()), covid.MEDSEG_MD5
         assert "3757476" in covid.COVID19_CT_SEG_URL and "13521488" in covid.MEDSEG_URL

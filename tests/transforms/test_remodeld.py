@@ -178,10 +178,6 @@ class TestRemodelMasksd(unittest.TestCase):
             RemodelMasksd(library=template_library(count=2))({"image": labels})
 
 
-if __name__ == "__main__":
-    unittest.main()
-
-
 class TestLabelsToConditiond(unittest.TestCase):
     def test_membranes_then_mitochondria(self):
         from emdiff_components.transforms import LabelsToConditiond, LabelsToMembranes
@@ -205,3 +201,7 @@ class TestLabelsToConditiond(unittest.TestCase):
         with self.assertRaisesRegex(ValueError, "LabelsToConditiond: 'mito' has shape .*lab.tif"):
             LabelsToConditiond()({"label": np.zeros((1, 2, 4, 4)), "mito": np.zeros((1, 2, 4, 5)),
                                   "label_path": "lab.tif"})
+
+
+if __name__ == "__main__":
+    unittest.main()
