@@ -1,4 +1,4 @@
-"""Shared pytest fixtures: the location of the small real data sets in ``../shared/data``."""
+"""Shared pytest fixtures: one torch thread per xdist worker; the location of the real data sets (``../shared/data``)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,22 @@ from pathlib import Path
 import pytest
 import torch
 
-# Under pytest-xdist each worker is a process of its own: two workers with two OpenMP threads each would oversubscribe
-# the two cores, and OpenMP's spin-waiting then slows small convolutions by an order of magnitude. One thread a worker.
-if os.environ.get("PYTEST_XDIST_WORKER"):
+
+@pytest.fixture(scope="session", autouse=True)
+def _one_thread_per_xdist_worker():
+    """Under pytest-xdist, one torch thread a worker (restored at the end of the session).
+
+    Each worker is a process of its own: two workers with two OpenMP threads each would oversubscribe the two cores,
+    and OpenMP's spin-waiting then slows small convolutions by an order of magnitude. Set here, not at import, so that
+    collecting the tests changes nothing.
+    """
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        yield
+        return
+    previous = torch.get_num_threads()
     torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
 
 
 def _shared_data_path() -> Path:
