@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import re
 import shutil
@@ -102,6 +103,36 @@ def assert_properties(test: unittest.TestCase, configs: Path, overrides: dict, p
             wf = workflow(configs, config, "infer", bundle_root=tmp, **overrides)
             wf.initialize()
             test.assertEqual(wf.check_properties(), [], config)
+
+
+# keys of a scheduler definition that choose how to sample, not the schedule itself (train may sample differently)
+SAMPLER_KEYS = ("sampler", "eta")
+
+
+def assert_shared_ids(
+    test: unittest.TestCase, configs: Path, ids: list[str], schedulers: list[tuple[str, str]] = ()
+) -> None:
+    """House rule 10: the ids train.json and inference.json share are written identically in both.
+
+    ``ids`` are compared as written (e.g. ``network_def``, the intensity transform, class counts); ``schedulers``
+    pairs a train.json scheduler id with an inference.json one, which must agree on everything but the sampler
+    choice (``SAMPLER_KEYS``).
+    """
+    train = json.loads((configs / "train.json").read_text())
+    infer = json.loads((configs / "inference.json").read_text())
+    for key in ids:
+        test.assertIn(key, train, f"train.json lacks {key}")
+        test.assertIn(key, infer, f"inference.json lacks {key}")
+        test.assertEqual(train[key], infer[key], f"{configs.parent.name}: {key} differs between train and inference")
+    for train_key, infer_key in schedulers:
+        a, b = train[train_key], infer[infer_key]
+        test.assertIsInstance(a, dict, f"train.json {train_key} is not a _target_ definition")
+        test.assertIsInstance(b, dict, f"inference.json {infer_key} is not a _target_ definition")
+        test.assertEqual(_schedule(a), _schedule(b), f"{configs.parent.name}: {train_key} / {infer_key} differ")
+
+
+def _schedule(definition: dict) -> dict:
+    return {k: v for k, v in definition.items() if k not in SAMPLER_KEYS}
 
 
 def table_value(text: str, row: str) -> str:

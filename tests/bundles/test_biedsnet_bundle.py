@@ -74,15 +74,14 @@ class TestBIEDSNetBundleConfigs(unittest.TestCase):
         bundle_testing.assert_properties(self, CONFIGS, FAST)
 
     def test_shared_ids_are_identical(self):
-        train = json.loads((CONFIGS / "train.json").read_text())
-        infer = json.loads((CONFIGS / "inference.json").read_text())
-        for key in ("network_def", "num_classes", "class_names", "intensity_range", "image_size", "patch_size",
-                    "channels", "num_res_blocks", "use_bffm", "use_adrb", "deep_supervision", "loss_mode", "ablation_tag",
-                    "num_train_timesteps",
-                    "device", "demo_dir", "dataset_dir", "dataset_root"):
-            self.assertEqual(train[key], infer[key], key)
-        # the same intensity handling at training and inference (LoadSliced differs only in its keys)
-        self.assertEqual(train["load_transforms"][1:3], infer["load_transforms"][1:3])
+        # the same network, schedule and intensity handling at training and inference (LoadSliced differs in keys)
+        bundle_testing.assert_shared_ids(
+            self, CONFIGS,
+            ["network_def", "intensity", "num_classes", "class_names", "intensity_range", "image_size", "patch_size",
+             "channels", "num_res_blocks", "use_bffm", "use_adrb", "deep_supervision", "loss_mode", "ablation_tag",
+             "num_train_timesteps", "device", "demo_dir", "dataset_dir", "dataset_root"],
+            schedulers=[("diffusion_scheduler", "diffusion_scheduler"), ("val_scheduler", "diffusion_scheduler")],
+        )
 
     def test_paper_defaults(self):
         parser = ConfigParser()

@@ -20,7 +20,7 @@ CONFIGS = BUNDLE / "configs"
 
 # small but real: tiny width, 2 sampler steps, 64 x 64 patches
 FAST = {
-    "channels": 8,
+    "channels": [8, 16, 32, 64],
     "patch_size": [64, 64],
     "use_checkpointing": False,
     "num_inference_steps": 2,
@@ -41,13 +41,12 @@ class TestECSDBundleConfigs(unittest.TestCase):
         bundle_testing.assert_properties(self, CONFIGS, FAST)
 
     def test_shared_ids_are_identical(self):
-        train = json.loads((CONFIGS / "train.json").read_text())
-        infer = json.loads((CONFIGS / "inference.json").read_text())
-        for key in ("network_def", "diffusion_scheduler", "num_classes", "class_names", "patch_size", "channels",
-                    "num_train_timesteps", "num_inference_steps", "sampler", "device", "demo_dir", "dataset_dir",
-                    "dataset_root", "imports"):
-            self.assertEqual(train[key], infer[key], key)
-        self.assertEqual(train["train"]["deterministic_transforms"][1], infer["preprocessing"]["transforms"][1])
+        bundle_testing.assert_shared_ids(
+            self, CONFIGS,
+            ["network_def", "diffusion_scheduler", "intensity", "num_classes", "class_names", "patch_size", "channels",
+             "use_checkpointing", "num_train_timesteps", "num_inference_steps", "sampler", "device", "demo_dir",
+             "dataset_dir", "dataset_root", "imports"],
+        )
 
     def test_overlays_resolve(self):
         """The overlays only name ids that exist in the configs they extend (multi-GPU itself needs GPUs to run)."""

@@ -25,7 +25,7 @@ class TestECSDReadme(unittest.TestCase):
         self.assertEqual(int(table_value(self.readme, "diffusion steps T")), self.train["num_train_timesteps"])
         steps = self.train["num_inference_steps"] or self.train["num_train_timesteps"]
         self.assertEqual(int(table_value(self.readme, "sampler steps")), steps)
-        self.assertIn(f"width | {self.train['channels']},", self.readme)
+        self.assertEqual(table_value(self.readme, "width").split(";")[0], ", ".join(map(str, self.train["channels"])))
 
 
 if __name__ == "__main__":

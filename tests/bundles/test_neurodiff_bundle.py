@@ -23,7 +23,8 @@ CONFIGS = BUNDLE / "configs"
 
 # small but real: a narrow network, 4 x 64 x 64 patches, 2 training iterations, 2 DDIM steps
 FAST = {
-    "model_channels": 16,
+    "channels": [8, 16, 16, 32, 32, 64, 64],
+    "time_channels": 16,
     "norm_num_groups": 8,
     "msc_channels": [8, 8, 16, 16],
     "patch_size": [4, 64, 64],
@@ -78,7 +79,8 @@ class TestNeuroDiffBundleConfigs(unittest.TestCase):
         self.assertEqual(parser["patch_size"], [8, 512, 512])
         self.assertEqual((parser["learning_rate"], parser["batch_size"], parser["accumulation_steps"]), (1e-5, 1, 2))
         self.assertEqual((parser["ema_decay"], parser["ema_update_every"], parser["ema_start_step"]), (0.995, 10, 2000))
-        self.assertEqual(parser["channel_mult"], [0.5, 1, 1, 2, 2, 4, 4])
+        self.assertEqual(parser["channels"], [32, 64, 64, 128, 128, 256, 256])
+        self.assertEqual(parser["time_channels"], 64)
         self.assertEqual(parser["num_steps"] * parser["accumulation_steps"],
                          parser.get_parsed_content("train#trainer#max_epochs") * parser["epoch_length"])
         remodel = ConfigParser()
@@ -87,12 +89,35 @@ class TestNeuroDiffBundleConfigs(unittest.TestCase):
         self.assertEqual(remodel["deformer"]["control_point_spacing"], [4, 20, 20])
         self.assertEqual((remodel["placer"]["num_largest"], remodel["placer"]["num_sampled"]), (20, 15))
 
+    def test_shared_ids_are_identical(self):
+        # one network definition (ids it names may differ: the voxel size comes from the data only in training)
+        bundle_testing.assert_shared_ids(
+            self, CONFIGS,
+            ["network_def", "intensity", "patch_size", "num_train_timesteps", "channels", "time_channels",
+             "num_res_blocks", "norm_num_groups", "msc_channels", "use_msc", "use_rgm", "use_checkpointing", "voxel_size",
+             "device", "demo_dir", "dataset_dir", "dataset_root"],
+            schedulers=[("diffusion_scheduler", "diffusion_scheduler")],
+        )
+
     def test_table4_overlays(self):
         for overlay, off in (("msc_only.json", "use_rgm"), ("rgm_only.json", "use_msc")):
             for base in ("train.json", "inference.json"):
                 parser = ConfigParser()
                 parser.read_config([str(CONFIGS / base), str(CONFIGS / overlay)])
                 self.assertFalse(parser[off])
+
+    def test_overlays_resolve(self):
+        """The overlays only name ids whose parents exist in the configs they extend (multi-GPU needs GPUs to run)."""
+        for base, overlay in (("train.json", "multi_gpu_train.json"), ("inference.json", "evaluate.json")):
+            base_parser = ConfigParser()
+            base_parser.read_config(str(CONFIGS / base))
+            for key in json.loads((CONFIGS / overlay).read_text()):
+                parent = key.rsplit("#", 1)[0] if "#" in key else ""
+                self.assertTrue(parent == "" or parent in base_parser, f"{overlay}: {key} has no parent in {base}")
+            parser = ConfigParser()
+            parser.read_config([str(CONFIGS / base), str(CONFIGS / overlay)])
+            for key in ("network_def", "intensity", "initialize"):
+                self.assertIn(key, parser, f"{base} + {overlay} lacks {key}")
 
     def test_metadata_verifies_offline(self):
         bundle_testing.assert_metadata_verifies(self, CONFIGS)

@@ -28,8 +28,8 @@ class TestNeuroDiffReadme(unittest.TestCase):
         self.assertEqual(table_value(self.readme, "optimizer"), f"Adam, lr {t['learning_rate']:.0e}".replace("e-0", "e-"))
         self.assertEqual(table_value(self.readme, "EMA"),
                          f"{t['ema_decay']} every {t['ema_update_every']} steps from step {t['ema_start_step']}")
-        mult = ", ".join(f"{m:g}" for m in t["channel_mult"])
-        self.assertEqual(table_value(self.readme, "width"), f"model_channels {t['model_channels']}, channel_mult {mult}")
+        widths = ", ".join(map(str, t["channels"]))
+        self.assertEqual(table_value(self.readme, "width"), f"channels {widths}; time_channels {t['time_channels']}")
 
     def test_no_placeholder_left(self):
         self.assertNotIn("PERFORMANCE", self.readme)
