@@ -142,7 +142,7 @@ def basic_unet(data: Path, budget_s: float, common: dict, seed: int, lr: float) 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--budget-cpu-minutes", type=float, default=40.0, help="CPU minutes (2 threads: ~half wall)")
-    parser.add_argument("--channels", type=int, default=64)
+    parser.add_argument("--channels", type=int, default=64, help="base width w (level widths w, 2w, 4w, 8w)")
     parser.add_argument("--patch", type=int, default=256)
     parser.add_argument("--infer-patch", type=int, default=512, help="sampling tile size (512: one tile per slice)")
     parser.add_argument("--steps", type=int, default=None, help="sampling steps (default: all T = 50)")
@@ -161,13 +161,13 @@ def main() -> None:
     results = {}
     for name, files in (("ECSD", ["train.json"]), ("Cold SegDiffusion", ["train.json", "cold_segdiff.json"])):
         common = {"bundle_root": str(work / name.replace(" ", "_")), "dataset_dir": str(data), "seed": args.seed,
-                  "channels": args.channels, "patch_size": [args.patch, args.patch], "val_fraction": 0.0,
-                  "num_inference_steps": args.steps, "progress": False, "learning_rate": args.lr, "ckpt_dir": str(work / name.replace(" ", "_") / "models")}
+                  "channels": [args.channels * m for m in (1, 2, 4, 8)], "patch_size": [args.patch, args.patch],
+                  "val_fraction": 0.0, "num_inference_steps": args.steps, "progress": False, "learning_rate": args.lr, "ckpt_dir": str(work / name.replace(" ", "_") / "models")}
         results[name] = train_diffusion(files, budget, common)
         results[name].update(evaluate_diffusion({**common, "patch_size": [args.infer_patch] * 2}, num_test))
         logger.info("%s: %s", name, results[name])
     common = {"bundle_root": str(work / "BasicUNet"), "dataset_dir": str(data), "seed": args.seed,
-              "patch_size": [args.patch, args.patch], "val_fraction": 0.0, "channels": 8}
+              "patch_size": [args.patch, args.patch], "val_fraction": 0.0, "channels": [8, 16, 32, 64]}
     results["BasicUNet (MONAI)"] = basic_unet(data, budget, common, args.seed, args.lr)
 
     print(f"\nISBI 2012 mitochondria, train slices 0-23, test 24-29; {args.budget_cpu_minutes:g} CPU-minutes of training each, "

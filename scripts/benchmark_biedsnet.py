@@ -79,7 +79,7 @@ def peak_gb() -> float:
 def speed(repeats: int = 3) -> dict:
     """Training step (batch 8) and forward time of the paper-width network at 256 x 256 (run in a fresh process)."""
     net = BIEDSNet().to(memory_format=torch.channels_last)
-    inferer = GaussianMaskInferer(gaussian_scheduler("ddpm", 1000), roi_size=256, size_divisor=net.stride)
+    inferer = GaussianMaskInferer(gaussian_scheduler("ddpm", 1000), roi_size=256)
     loss = JointSegmentationLoss()
     opt = torch.optim.AdamW(net.parameters(), lr=1e-4, weight_decay=1e-8)
     g = torch.Generator().manual_seed(0)
@@ -154,8 +154,7 @@ def evaluate(network, batch: torch.Tensor, labels: list[np.ndarray], sampler: st
         scheduler = DDIMScheduler(num_train_timesteps=1000, schedule="linear_beta", prediction_type="sample")
     else:
         scheduler = gaussian_scheduler(sampler, 1000)
-    inferer = GaussianMaskInferer(scheduler, roi_size=batch.shape[-2:],
-                                  sw_batch_size=batch.shape[0], size_divisor=network.stride,
+    inferer = GaussianMaskInferer(scheduler, roi_size=batch.shape[-2:], sw_batch_size=batch.shape[0],
                                   num_inference_steps=steps, num_samples=k)
     start = time.perf_counter()
     members = inferer.sample_ensemble(batch, network, torch.Generator().manual_seed(0))  # (K, B, 1, h, w)

@@ -50,7 +50,8 @@ def make_batch(size: int, batch: int, seed: int = 0):
 
 def train_step(size: int, batch: int, channels: int, repeats: int) -> dict:
     """Seconds per step (median) and the share spent on boundary weights; run in a fresh process for its peak memory."""
-    net = ECSDUNet(channels=channels, use_checkpointing=True).to(memory_format=torch.channels_last)
+    widths = [channels * m for m in (1, 2, 4, 8)]
+    net = ECSDUNet(channels=widths, use_checkpointing=True).to(memory_format=torch.channels_last)
     inferer = ColdDiffusionInferer(ColdDiffusionScheduler(50), roi_size=size)
     loss_fn = BoundaryAwareMSELoss(num_train_timesteps=50)
     opt = torch.optim.AdamW(net.parameters(), lr=4e-5, weight_decay=1e-6)
@@ -92,7 +93,7 @@ class TimedNetwork(torch.nn.Module):
 
 def sampling(size: int, channels: int, sampler: str, steps: int | None, roi: int) -> dict:
     keep_freed_memory()  # as inference.json does
-    net = ECSDUNet(channels=channels).eval().to(memory_format=torch.channels_last)
+    net = ECSDUNet(channels=[channels * m for m in (1, 2, 4, 8)]).eval().to(memory_format=torch.channels_last)
     timed = TimedNetwork(net)
     inferer = ColdDiffusionInferer(ColdDiffusionScheduler(50, sampler=sampler), roi_size=roi, num_inference_steps=steps)
     image, _ = make_batch(size, 1)
@@ -120,7 +121,7 @@ def in_subprocess(kind: str, threads: int, **kwargs) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="benchmarks/ecsd.json")
-    parser.add_argument("--channels", type=int, default=64)
+    parser.add_argument("--channels", type=int, default=64, help="base width w (level widths w, 2w, 4w, 8w)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="fewer repeats and sampling steps (a smoke run)")
     args = parser.parse_args()

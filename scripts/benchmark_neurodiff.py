@@ -3,9 +3,9 @@ throughput, and DDIM step counts against quality after a short training run. Pri
 
 Parts (``--part``, default all); every timing part runs in a fresh process so that its peak memory is its own:
 
-- ``network``: the paper-width network (model_channels 64, 62 M parameters, mambapy on CPU): forward, and forward +
-  backward (a training step with Adam) at 8 x 128 x 128 and 8 x 256 x 256, with the share of the step spent in the
-  RGM (Mamba) layers (the same step with ``use_rgm=False`` subtracted), beside the public network's figures.
+- ``network``: the paper-width network (widths 32, 64, 64, 128, 128, 256, 256, 62 M parameters, mambapy on CPU):
+  forward, and forward + backward (a training step with Adam) at 8 x 128 x 128 and 8 x 256 x 256, with the share of
+  the step spent in the RGM (Mamba) layers (the same step with ``use_rgm=False`` subtracted), beside the public network's figures.
 - ``synthesis``: one sampler step over a 16 x 512 x 512 condition in 8 x 512 x 512 tiles and in 8 x 256 x 256 tiles
   (overlap 0.25), its time and the process's peak memory (target: <= 8 GB), and from it the time of 250 DDPM steps and
   of DDIM step counts.
@@ -42,8 +42,8 @@ CONFIGS = REPO / "bundles" / "neurodiff" / "configs"
 # the public NeuroDiff network on this kind of machine (issue 4): seconds, GB
 ANCHOR = {"forward_8x128x128_s": 2.35, "forward_8x256x256_s": 12.2, "train_step_8x128x128_s": 6.6,
           "train_step_8x128x128_gb": 2.4}
-QUALITY_MODEL = {"model_channels": 32, "norm_num_groups": 16, "msc_channels": [16, 32, 64, 128],
-                 "patch_size": [8, 64, 64]}
+QUALITY_MODEL = {"channels": [16, 32, 32, 64, 64, 128, 128], "time_channels": 32, "norm_num_groups": 16,
+                 "msc_channels": [16, 32, 64, 128], "patch_size": [8, 64, 64]}
 QUALITY_SETTINGS = [("ddpm", None), ("ddim", 50), ("ddim", 10)]
 
 

@@ -43,7 +43,8 @@ def _worker(spec: dict) -> dict:
     torch.manual_seed(0)
     generator = torch.Generator().manual_seed(0)
     size, batch = spec["size"], spec["batch"]
-    net = ECSDUNet(channels=spec["channels"], use_checkpointing=spec["mode"] == "train")
+    widths = [spec["channels"] * m for m in (1, 2, 4, 8)]
+    net = ECSDUNet(channels=widths, use_checkpointing=spec["mode"] == "train")
     params = sum(p.numel() for p in net.parameters())
     x = torch.rand(batch, 1, size, size, generator=generator) * 2 - 1
     image = torch.rand(batch, 1, size, size, generator=generator) * 2 - 1
@@ -89,7 +90,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[256, 512])
     parser.add_argument("--batch", type=int, default=2, help="training-step batch size (forward uses batch 1)")
-    parser.add_argument("--channels", type=int, default=64)
+    parser.add_argument("--channels", type=int, default=64, help="base width w (level widths w, 2w, 4w, 8w)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3, help="timed forward passes (best is reported)")
     parser.add_argument("--train-steps", type=int, default=2)
