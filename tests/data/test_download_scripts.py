@@ -10,12 +10,12 @@ import io
 import json
 import os
 import tempfile
+import unittest
 import zipfile
 from pathlib import Path
 
 import cv2
 import numpy as np
-import pytest
 import tifffile
 from parameterized import parameterized
 
@@ -94,7 +94,7 @@ def _betaseg_zip(path, cells=("high_c1", "high_c2", "low_c1"), bad_shape=False):
     return expected
 
 
-class TestDownloadLucchiPP:
+class TestDownloadLucchiPP(unittest.TestCase):
     def test_convert_archive(self):
         with tempfile.TemporaryDirectory() as tmp:
             archive = os.path.join(tmp, "lucchi_pp.zip")
@@ -106,11 +106,11 @@ class TestDownloadLucchiPP:
                 # natural order: mask 10.png follows 9.png, not 1.png
                 np.testing.assert_array_equal(read_image(os.path.join(root, f"images{split}", f"{name}.tif")), image)
                 np.testing.assert_array_equal(read_image(os.path.join(root, f"labels{split}", f"{name}.tif")), label)
-                assert len(segmentation_datalist(root, split)) == 11
+                self.assertEqual(len(segmentation_datalist(root, split)), 11)
             doc = json.load(open(os.path.join(root, "dataset.json")))
-            assert doc["labels"] == {"0": "background", "1": "mitochondria"}
-            assert sorted(os.listdir(root)) == ["dataset.json", "imagesTr", "imagesTs", "labelsTr", "labelsTs"]
-            assert os.path.exists(archive)  # a user-supplied archive is kept
+            self.assertEqual(doc["labels"], {"0": "background", "1": "mitochondria"})
+            self.assertEqual(sorted(os.listdir(root)), ["dataset.json", "imagesTr", "imagesTs", "labelsTr", "labelsTs"])
+            self.assertTrue(os.path.exists(archive))
 
     def test_swap_splits(self):
         with tempfile.TemporaryDirectory() as tmp:
@@ -124,42 +124,43 @@ class TestDownloadLucchiPP:
         with tempfile.TemporaryDirectory() as tmp:
             archive = os.path.join(tmp, "l.zip")
             _lucchi_zip(archive, depth=2)
-            with pytest.raises(ValueError, match="SHA-256"):
+            with self.assertRaisesRegex(ValueError, "SHA-256"):
                 lucchi.main(["--out", os.path.join(tmp, "o"), "--archive", archive, "--sha256", "0" * 64])
             other = os.path.join(tmp, "other.zip")
             with zipfile.ZipFile(other, "w") as handle:
                 handle.writestr("readme.txt", "hello")
-            with pytest.raises(ValueError, match="is it the Lucchi\\+\\+ archive"):
+            with self.assertRaisesRegex(ValueError, "is it the Lucchi\\+\\+ archive"):
                 lucchi.convert_archive(other, os.path.join(tmp, "o2"))
             uneven = os.path.join(tmp, "uneven.zip")
             with zipfile.ZipFile(archive) as src, zipfile.ZipFile(uneven, "w") as dst:
                 for item in src.namelist():
                     if not item.endswith("Train_Out/1.png"):
                         dst.writestr(item, src.read(item))
-            with pytest.raises(ValueError, match="Train_In has 2 slices but Train_Out has 1"):
+            with self.assertRaisesRegex(ValueError, "Train_In has 2 slices but Train_Out has 1"):
                 lucchi.convert_archive(uneven, os.path.join(tmp, "o3"))
 
     def test_published_checksum_constant(self):
-        assert lucchi.URL.endswith("lucchi_pp.zip") and len(lucchi.SHA256) == 64
+        self.assertTrue(lucchi.URL.endswith("lucchi_pp.zip"))
+        self.assertEqual(len(lucchi.SHA256), 64)
         int(lucchi.SHA256, 16)
 
 
-class TestDownloadBetaSeg:
+class TestDownloadBetaSeg(unittest.TestCase):
     def test_convert_archive_default_split(self):
         with tempfile.TemporaryDirectory() as tmp:
             archive = os.path.join(tmp, "betaseg.zip")
             expected = _betaseg_zip(archive)
             root = betaseg.main(["--out", os.path.join(tmp, "out"), "--archive", archive, "--sha256", "none"])
-            assert sorted(os.listdir(os.path.join(root, "imagesTr"))) == ["high_c1.tif", "high_c2.tif"]
-            assert os.listdir(os.path.join(root, "imagesTs")) == ["low_c1.tif"]
+            self.assertEqual(sorted(os.listdir(os.path.join(root, "imagesTr"))), ["high_c1.tif", "high_c2.tif"])
+            self.assertEqual(os.listdir(os.path.join(root, "imagesTs")), ["low_c1.tif"])
             for cell, (source, label) in expected.items():
                 split = "Ts" if cell == "low_c1" else "Tr"
                 np.testing.assert_array_equal(read_image(os.path.join(root, f"images{split}", f"{cell}.tif")), source)
                 np.testing.assert_array_equal(read_image(os.path.join(root, f"labels{split}", f"{cell}.tif")), label)
-            assert len(segmentation_datalist(root, "Tr", num_classes=5)) == 6
+            self.assertEqual(len(segmentation_datalist(root, "Tr", num_classes=5)), 6)
             labels = json.load(open(os.path.join(root, "dataset.json")))["labels"]
             names = ["background", "mitochondria", "golgi", "nucleus", "insulin_granules"]
-            assert labels == {str(i): n for i, n in enumerate(names)}
+            self.assertEqual(labels, {str(i): n for i, n in enumerate(names)})
 
     def test_label_values_hand_checked(self):
         with tempfile.TemporaryDirectory() as tmp:
@@ -167,10 +168,12 @@ class TestDownloadBetaSeg:
             _betaseg_zip(archive, cells=("c1",))
             root = betaseg.convert_archive(archive, os.path.join(tmp, "out"), test_cells=[])
             label = read_image(os.path.join(root, "labelsTr", "c1.tif"))[0]
-        assert label[0, 0] == 3  # nucleus only
-        assert label[2, 2] == 1  # mitochondrion painted over the nucleus
-        assert label[3, 3] == 4  # granule (instance id 7) over the mitochondrion
-        assert label[7, 9] == 4 and label[7, 7] == 2 and label[5, 8] == 0
+        self.assertEqual(label[0, 0], 3)
+        self.assertEqual(label[2, 2], 1)
+        self.assertEqual(label[3, 3], 4)
+        self.assertEqual(label[7, 9], 4)
+        self.assertEqual(label[7, 7], 2)
+        self.assertEqual(label[5, 8], 0)
 
     @parameterized.expand([
         ("unknown_cell", {"cells": ["high_c9"]}, {}, "unknown cells \\['high_c9'\\]"),
@@ -180,7 +183,7 @@ class TestDownloadBetaSeg:
         with tempfile.TemporaryDirectory() as tmp:
             archive = os.path.join(tmp, "b.zip")
             _betaseg_zip(archive, **zip_kwargs)
-            with pytest.raises(ValueError, match=fragment):
+            with self.assertRaisesRegex(ValueError, fragment):
                 betaseg.convert_archive(archive, os.path.join(tmp, "out"), **kwargs)
 
     def test_not_betaseg(self):
@@ -188,5 +191,5 @@ class TestDownloadBetaSeg:
             other = os.path.join(tmp, "other.zip")
             with zipfile.ZipFile(other, "w") as handle:
                 handle.writestr("x/y.tif", b"")
-            with pytest.raises(ValueError, match="is it the BetaSeg archive"):
+            with self.assertRaisesRegex(ValueError, "is it the BetaSeg archive"):
                 betaseg.convert_archive(other, os.path.join(tmp, "out"))

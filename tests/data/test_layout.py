@@ -6,7 +6,6 @@ import tempfile
 import unittest
 
 import numpy as np
-import pytest
 from parameterized import parameterized
 
 from emdiff_components.data import (
@@ -134,7 +133,8 @@ class TestListImages(unittest.TestCase):
             for name in ("a.tif", "a.png"):
                 with open(os.path.join(root, name), "wb") as handle:
                     handle.write(b"")
-            with self.assertRaisesRegex(DatasetError, r"^my_reader: '.*a\.png' and 'a\.tif' have the same name 'a'; keep one\.$"):
+            message = r"^my_reader: '.*a\.png' and 'a\.tif' have the same name 'a'; keep one\.$"
+            with self.assertRaisesRegex(DatasetError, message):
                 list_images(root, owner="my_reader")
 
 
@@ -150,27 +150,28 @@ class TestMatchCases(unittest.TestCase):
             match_cases({"a": "a.tif", "a_0000": "a_0000.tif"}, [], "imagesTr", "owner")
 
 
-class TestSegmentationDatalist:
+class TestSegmentationDatalist(unittest.TestCase):
     def test_png_entries_and_order(self):
         with tempfile.TemporaryDirectory() as root:
             _png_layout(root)
             entries = segmentation_datalist(root)
-        assert [e["name"] for e in entries] == ["case1", "case2", "case10"]
+        self.assertEqual([e["name"] for e in entries], ["case1", "case2", "case10"])
         first = entries[0]
-        assert first == {
+        self.assertEqual(first, {
             "image": os.path.join(os.path.abspath(root), "imagesTr", "case1.png"),
             "label": os.path.join(os.path.abspath(root), "labelsTr", "case1.png"),
             "slice": 0,
             "num_slices": 1,
             "name": "case1",
-        }
+        })
 
     def test_stack_with_nnunet_suffix(self):
         with tempfile.TemporaryDirectory() as root:
             _stack_layout(root)
             entries = segmentation_datalist(root)
-        assert [(e["slice"], e["num_slices"], e["name"]) for e in entries] == [(z, 3, "vol") for z in range(3)]
-        assert entries[0]["image"].endswith("vol_0000.tif") and entries[0]["label"].endswith("vol.tif")
+        self.assertEqual([(e["slice"], e["num_slices"], e["name"]) for e in entries], [(z, 3, "vol") for z in range(3)])
+        self.assertTrue(entries[0]["image"].endswith("vol_0000.tif"))
+        self.assertTrue(entries[0]["label"].endswith("vol.tif"))
 
     @parameterized.expand(SLICE_CASES)
     def test_slices_filter(self, _, slices, expected):
@@ -178,42 +179,43 @@ class TestSegmentationDatalist:
             _stack_layout(root, depth=5)
             _png_layout(root, names=("flat",))  # 2D files are not stacks: the filter leaves them alone
             entries = segmentation_datalist(root, slices=slices)
-        assert [e["slice"] for e in entries if e["name"] == "vol"] == expected
-        assert [e["slice"] for e in entries if e["name"] == "flat"] == [0]
+        self.assertEqual([e["slice"] for e in entries if e["name"] == "vol"], expected)
+        self.assertEqual([e["slice"] for e in entries if e["name"] == "flat"], [0])
 
     def test_labelled_slices_of_a_ct_volume(self):
         with tempfile.TemporaryDirectory() as root:
             _ct_volume(root, foreground_slices=(3, 1))
             _png_layout(root, names=("flat",))  # 2D files are kept as they are
             entries = segmentation_datalist(root, slices="labelled")
-        assert [(e["name"], e["slice"], e["num_slices"]) for e in entries] == [("ct", 1, 5), ("ct", 3, 5), ("flat", 0, 1)]
+        found = [(e["name"], e["slice"], e["num_slices"]) for e in entries]
+        self.assertEqual(found, [("ct", 1, 5), ("ct", 3, 5), ("flat", 0, 1)])
 
     def test_labelled_needs_labels(self):
         with tempfile.TemporaryDirectory() as root:
             write_image(os.path.join(root, "imagesTs", "t.tif"), np.zeros((2, 4, 4), np.float32))
-            with pytest.raises(DatasetError, match="labelled' needs a label for image .*t.tif"):
+            with self.assertRaisesRegex(DatasetError, "labelled' needs a label for image .*t.tif"):
                 segmentation_datalist(root, split="Ts", require_labels=False, slices="labelled")
 
     def test_binary_0_255_accepted_and_multiclass(self):
         with tempfile.TemporaryDirectory() as root:
             _png_layout(root, names=("a",), label_values=(0, 255))
-            assert len(segmentation_datalist(root, num_classes=2)) == 1
-            with pytest.raises(DatasetError, match=r"values \[255\] outside the expected range 0\.\.2"):
+            self.assertEqual(len(segmentation_datalist(root, num_classes=2)), 1)
+            with self.assertRaisesRegex(DatasetError, r"values \[255\] outside the expected range 0\.\.2"):
                 segmentation_datalist(root, num_classes=3)
 
     def test_ts_split_without_labels(self):
         with tempfile.TemporaryDirectory() as root:
             write_image(os.path.join(root, "imagesTs", "t.tif"), np.zeros((2, 4, 4), np.float32))
             entries = segmentation_datalist(root, split="Ts", require_labels=False)
-            assert [("label" in e, e["slice"]) for e in entries] == [(False, 0), (False, 1)]
-            with pytest.raises(DatasetError, match="labelsTs"):
+            self.assertEqual([("label" in e, e["slice"]) for e in entries], [(False, 0), (False, 1)])
+            with self.assertRaisesRegex(DatasetError, "labelsTs"):
                 segmentation_datalist(root, split="Ts")
 
     @parameterized.expand(ERROR_CASES)
     def test_dataset_errors(self, _, writer, slices, fragment):
         with tempfile.TemporaryDirectory() as root:
             writer(root)
-            with pytest.raises(DatasetError, match=fragment):
+            with self.assertRaisesRegex(DatasetError, fragment):
                 segmentation_datalist(root, slices=slices)
 
     def test_shape_mismatch_names_both_shapes(self):
@@ -221,59 +223,59 @@ class TestSegmentationDatalist:
             write_image(os.path.join(root, "imagesTr", "a.tif"), np.zeros((3, 6, 8), np.uint8))
             write_image(os.path.join(root, "labelsTr", "a.tif"), np.zeros((3, 6, 7), np.uint8))
             pattern = r"a\.tif' has shape \(3, 6, 8\) but label .*a\.tif' has shape \(3, 6, 7\)"
-            with pytest.raises(DatasetError, match=pattern):
+            with self.assertRaisesRegex(DatasetError, pattern):
                 segmentation_datalist(root)
 
     def test_label_values_outside_classes(self):
         with tempfile.TemporaryDirectory() as root:
             _png_layout(root, names=("a",), label_values=(0, 7))
             pattern = r"labelsTr/a\.png' has values \[7\] outside the expected range 0\.\.1"
-            with pytest.raises(DatasetError, match=pattern):
+            with self.assertRaisesRegex(DatasetError, pattern):
                 segmentation_datalist(root)
-            assert segmentation_datalist(root, num_classes=8)[0]["name"] == "a"
+            self.assertEqual(segmentation_datalist(root, num_classes=8)[0]["name"], "a")
 
     @parameterized.expand(BAD_ARGS)
     def test_bad_arguments(self, _, kwargs):
         with tempfile.TemporaryDirectory() as root:
             _png_layout(root)
-            with pytest.raises(ValueError, match="segmentation_datalist"):
+            with self.assertRaisesRegex(ValueError, "segmentation_datalist"):
                 segmentation_datalist(root, **kwargs)
 
 
-class TestDatasetError:
+class TestDatasetError(unittest.TestCase):
     def test_is_value_error_with_path(self):
-        assert issubclass(DatasetError, ValueError)
+        self.assertTrue(issubclass(DatasetError, ValueError))
         with tempfile.TemporaryDirectory() as root:
-            with pytest.raises(ValueError, match=os.path.join(os.path.abspath(root), "imagesTr")):
+            with self.assertRaisesRegex(ValueError, os.path.join(os.path.abspath(root), "imagesTr")):
                 segmentation_datalist(root)
 
 
-class TestSingleFileDatalist:
+class TestSingleFileDatalist(unittest.TestCase):
     def test_entries(self):
         with tempfile.TemporaryDirectory() as tmp:
             path = os.path.join(tmp, "in.nii.gz")
             write_image(path, np.zeros((2, 4, 5), np.float32))
             entries = single_file_datalist(path)
-        assert entries == [
+        self.assertEqual(entries, [
             {"image": path, "slice": 0, "num_slices": 2, "name": "in"},
             {"image": path, "slice": 1, "num_slices": 2, "name": "in"},
-        ]
+        ])
 
     def test_hdf5_dataset_path(self):
         with tempfile.TemporaryDirectory() as tmp:
             path = os.path.join(tmp, "vol.h5") + ":/g/raw"
             write_image(path, np.zeros((3, 4, 5), np.uint8))
             entries = single_file_datalist(path)
-        assert [(e["name"], e["slice"], e["image"]) for e in entries] == [("vol", z, path) for z in range(3)]
+        self.assertEqual([(e["name"], e["slice"], e["image"]) for e in entries], [("vol", z, path) for z in range(3)])
 
     def test_errors(self):
-        with pytest.raises(DatasetError, match="does not exist"):
+        with self.assertRaisesRegex(DatasetError, "does not exist"):
             single_file_datalist("/nonexistent/in.tif")
-        with pytest.raises(DatasetError, match="unsupported file"):
+        with self.assertRaisesRegex(DatasetError, "unsupported file"):
             single_file_datalist("/nonexistent/in.xyz")
 
 
-class TestWriteLayout:
+class TestWriteLayout(unittest.TestCase):
     def test_round_trip_and_dataset_json(self):
         image = np.arange(2 * 5 * 6, dtype=np.uint8).reshape(2, 5, 6)
         label = (image % 3 == 0).astype(np.uint8)
@@ -284,20 +286,21 @@ class TestWriteLayout:
             np.testing.assert_array_equal(read_image(label_path), label)
             doc = json.load(open(write_dataset_json(root, "toy", {"background": 0, "thing": 1})))
             entries = segmentation_datalist(root)
-        assert doc["labels"] == {"0": "background", "1": "thing"}
-        assert doc["training"] == [{"image": "./imagesTr/v.tif", "label": "./labelsTr/v.tif"}]
-        assert doc["test"] == ["./imagesTs/w.tif"] and doc["numTest"] == 1
-        assert len(entries) == 2
+        self.assertEqual(doc["labels"], {"0": "background", "1": "thing"})
+        self.assertEqual(doc["training"], [{"image": "./imagesTr/v.tif", "label": "./labelsTr/v.tif"}])
+        self.assertEqual(doc["test"], ["./imagesTs/w.tif"])
+        self.assertEqual(doc["numTest"], 1)
+        self.assertEqual(len(entries), 2)
 
     def test_errors(self):
         with tempfile.TemporaryDirectory() as root:
-            with pytest.raises(ValueError, match=r"write_layout: image shape \(2, 3\) and label shape \(3, 3\)"):
+            with self.assertRaisesRegex(ValueError, r"write_layout: image shape \(2, 3\) and label shape \(3, 3\)"):
                 write_layout(root, "Tr", "a", np.zeros((2, 3)), np.zeros((3, 3)))
-            with pytest.raises(ValueError, match="plain, non-hidden"):
+            with self.assertRaisesRegex(ValueError, "plain, non-hidden"):
                 write_layout(root, "Tr", ".hidden", np.zeros((2, 3)))
 
 
-class TestDownloadFile:
+class TestDownloadFile(unittest.TestCase):
     def test_file_url_and_checksum(self):
         with tempfile.TemporaryDirectory() as tmp:
             src = os.path.join(tmp, "src.bin")
@@ -305,9 +308,9 @@ class TestDownloadFile:
                 handle.write(b"abc")
             # SHA-256("abc"), a published test vector (FIPS 180-2)
             digest = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-            assert sha256sum(src) == digest
+            self.assertEqual(sha256sum(src), digest)
             dest = download_file("file://" + src, os.path.join(tmp, "out", "dest.bin"), sha256=digest)
-            assert open(dest, "rb").read() == b"abc"
-            with pytest.raises(ValueError, match="expected 0000"):
+            self.assertEqual(open(dest, "rb").read(), b"abc")
+            with self.assertRaisesRegex(ValueError, "expected 0000"):
                 download_file("file://" + src, os.path.join(tmp, "bad.bin"), sha256="0" * 64)
-            assert not any(name.startswith("bad.bin") for name in os.listdir(tmp))
+            self.assertFalse(any(name.startswith("bad.bin") for name in os.listdir(tmp)))

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import unittest
 
 import cv2
 import h5py
@@ -43,17 +44,17 @@ UNWRITABLE_CASES = [("png_stack", "a.png", np.zeros((2, 4, 4), np.uint8)), ("png
 CORRUPT_CASES = [("png", "bad.png"), ("tif", "bad.tif"), ("nii", "bad.nii"), ("h5", "bad.h5"), ("npy", "bad.npy")]
 
 
-class TestReadImage:
+class TestReadImage(unittest.TestCase):
     @parameterized.expand(ROUND_TRIP_CASES)
     def test_round_trip(self, _, filename, array):
         with tempfile.TemporaryDirectory() as tmp:
             path = os.path.join(tmp, filename)
             write_image(path, array)
             out = read_image(path)
-            assert out.dtype == array.dtype
+            self.assertEqual(out.dtype, array.dtype)
             np.testing.assert_array_equal(out, array)
             # the atomic write leaves no temp files behind
-            assert [f for f in os.listdir(tmp) if f.startswith(".")] == []
+            self.assertEqual([f for f in os.listdir(tmp) if f.startswith(".")], [])
 
     def test_jpeg_round_trip_is_close(self):
         yy, xx = np.mgrid[0:32, 0:48]
@@ -62,8 +63,9 @@ class TestReadImage:
             for ext in (".jpg", ".jpeg"):
                 write_image(os.path.join(tmp, "a" + ext), array)
                 out = read_image(os.path.join(tmp, "a" + ext))
-                assert out.dtype == np.uint8 and out.shape == array.shape
-                assert np.abs(out.astype(float) - array).mean() < 3.0  # JPEG is lossy
+                self.assertEqual(out.dtype, np.uint8)
+                self.assertEqual(out.shape, array.shape)
+                self.assertLess(np.abs(out.astype(float) - array).mean(), 3.0)
 
     def test_nifti_axis_order(self):
         xyz = np.arange(2 * 3 * 4, dtype=np.int16).reshape(2, 3, 4)  # nibabel order (X, Y, Z)
@@ -71,8 +73,8 @@ class TestReadImage:
             path = os.path.join(tmp, "v.nii.gz")
             nib.save(nib.Nifti1Image(xyz, np.eye(4)), path)
             out = read_image(path)
-        assert out.shape == (4, 3, 2)
-        assert out[3, 2, 1] == xyz[1, 2, 3]
+        self.assertEqual(out.shape, (4, 3, 2))
+        self.assertEqual(out[3, 2, 1], xyz[1, 2, 3])
         np.testing.assert_array_equal(out, xyz.transpose(2, 1, 0))
 
     def test_hdf5_dataset_path(self):
@@ -88,7 +90,7 @@ class TestReadImage:
             write_image(path + ":/g/c", second * 2)  # adding a dataset keeps the others
             np.testing.assert_array_equal(read_image(path + ":/g/c"), second * 2)
             np.testing.assert_array_equal(read_image(path + ":/a"), first)
-            with pytest.raises(ImageReadError, match="no dataset 'missing'"):
+            with self.assertRaisesRegex(ImageReadError, "no dataset 'missing'"):
                 read_image(path + ":missing")
 
     def test_colour_png_to_grey(self):
@@ -100,21 +102,22 @@ class TestReadImage:
             cv2.imwrite(os.path.join(tmp, "g.png"), np.concatenate([grey, np.full((8, 9, 1), 255, np.uint8)], 2))
             colour_out, grey_out = read_image(os.path.join(tmp, "c.png")), read_image(os.path.join(tmp, "g.png"))
         expected = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY).astype(int)
-        assert colour_out.dtype == np.uint8 and colour_out.shape == (8, 9)
-        assert np.abs(colour_out.astype(int) - expected).max() <= 1
+        self.assertEqual(colour_out.dtype, np.uint8)
+        self.assertEqual(colour_out.shape, (8, 9))
+        self.assertLessEqual(np.abs(colour_out.astype(int) - expected).max(), 1)
         np.testing.assert_array_equal(grey_out, grey[..., 0])
 
     def test_missing_file(self):
-        with pytest.raises(ImageReadError, match="does not exist"):
+        with self.assertRaisesRegex(ImageReadError, "does not exist"):
             read_image("/nonexistent/dir/x.tif")
 
     def test_unknown_extension_lists_supported(self):
         with tempfile.TemporaryDirectory() as tmp:
             path = os.path.join(tmp, "x.xyz")
             open(path, "wb").close()
-            with pytest.raises(ImageReadError, match=r"'\.xyz'.*\.tif"):
+            with self.assertRaisesRegex(ImageReadError, r"'\.xyz'.*\.tif"):
                 read_image(path)
-            with pytest.raises(ImageReadError, match="supported extensions"):
+            with self.assertRaisesRegex(ImageReadError, "supported extensions"):
                 write_image(path, np.zeros((2, 2)))
 
     @parameterized.expand(CORRUPT_CASES)
@@ -123,7 +126,7 @@ class TestReadImage:
             path = os.path.join(tmp, filename)
             with open(path, "wb") as handle:
                 handle.write(b"this is not an image" * 10)
-            with pytest.raises(ImageReadError, match=filename.replace(".", r"\.")):
+            with self.assertRaisesRegex(ImageReadError, filename.replace(".", r"\.")):
                 read_image(path)
 
     @parameterized.expand(BAD_ARRAY_CASES)
@@ -131,18 +134,18 @@ class TestReadImage:
         with tempfile.TemporaryDirectory() as tmp:
             path = os.path.join(tmp, filename)
             np.save(path, array)
-            with pytest.raises(ImageReadError, match=fragment) as info:
+            with self.assertRaisesRegex(ImageReadError, fragment) as info:
                 read_image(path)
-            assert filename in str(info.value)
+            self.assertIn(filename, str(info.exception))
 
     def test_singleton_dims_squeezed(self):
         with tempfile.TemporaryDirectory() as tmp:
             path = os.path.join(tmp, "s.npy")
             np.save(path, np.arange(12).reshape(1, 3, 1, 4))
-            assert read_image(path).shape == (3, 4)
+            self.assertEqual(read_image(path).shape, (3, 4))
 
 
-class TestReadImageSharedData:
+class TestReadImageSharedData(unittest.TestCase):
     @pytest.fixture(autouse=True)
     def _shared(self, shared_data):
         # parameterized tests cannot take fixtures as arguments; keep the path on the instance instead
@@ -151,25 +154,32 @@ class TestReadImageSharedData:
     def test_epfl_grey_alpha_png(self):
         path = self.shared / "epfl_hippocampus_6class_graphlab" / "slices" / "training0000.png"
         out = read_image(path)
-        assert out.shape == (768, 1024) and out.dtype == np.uint8  # SOURCES.md: (768, 1024, 2) LA, channel 0
+        self.assertEqual(out.shape, (768, 1024))
+        self.assertEqual(out.dtype, np.uint8)
         np.testing.assert_array_equal(out, cv2.imread(str(path), cv2.IMREAD_UNCHANGED)[..., 0])
-        assert out.min() == 40  # SOURCES.md: raw slices have min 40
+        self.assertEqual(out.min(), 40)
 
     @parameterized.expand([("train-volume.tif",), ("train-labels.tif",), ("train-mito.tif",)])
     def test_isbi_stacks(self, filename):
         path = self.shared / "isbi2012_em" / filename
         out = read_image(path)
-        assert out.shape == (30, 512, 512) and out.dtype == np.uint8
+        self.assertEqual(out.shape, (30, 512, 512))
+        self.assertEqual(out.dtype, np.uint8)
         np.testing.assert_array_equal(out[7], tifffile.imread(path, key=7))
 
+    def test_plain_tiff_and_png_have_no_voxel_size(self):
+        self.assertIsNone(read_voxel_size(self.shared / "isbi2012_em" / "train-mito.tif"))
+        png = self.shared / "epfl_hippocampus_6class_graphlab" / "slices" / "training0000.png"
+        self.assertIsNone(read_voxel_size(png))
 
-class TestWriteImage:
+
+class TestWriteImage(unittest.TestCase):
     @parameterized.expand(UNWRITABLE_CASES)
     def test_format_cannot_hold_array(self, _, filename, array):
         with tempfile.TemporaryDirectory() as tmp:
-            with pytest.raises(ValueError, match="write_image"):
+            with self.assertRaisesRegex(ValueError, "write_image"):
                 write_image(os.path.join(tmp, filename), array)
-            assert os.listdir(tmp) == []  # nothing half-written is left
+            self.assertEqual(os.listdir(tmp), [])
 
     def test_bool_written_as_uint8_and_replaces_existing(self):
         with tempfile.TemporaryDirectory() as tmp:
@@ -178,10 +188,10 @@ class TestWriteImage:
             mask = np.eye(3, dtype=bool)
             write_image(path, mask)
             out = read_image(path)
-            assert out.dtype == np.uint8
+            self.assertEqual(out.dtype, np.uint8)
             np.testing.assert_array_equal(out, mask.astype(np.uint8))
             with tifffile.TiffFile(path) as tif:
-                assert tif.pages[0].compression == 8  # zlib / ADOBE_DEFLATE
+                self.assertEqual(tif.pages[0].compression, 8)
 
     @parameterized.expand([("three", 3), ("four", 4)])
     def test_small_stacks_stay_grey_pages(self, _, depth):
@@ -190,11 +200,12 @@ class TestWriteImage:
             path = os.path.join(tmp, "s.tif")
             write_image(path, stack)
             with tifffile.TiffFile(path) as tif:  # not stored as one RGB(A) image
-                assert len(tif.pages) == depth and tif.pages[0].photometric == tifffile.PHOTOMETRIC.MINISBLACK
+                self.assertEqual(len(tif.pages), depth)
+                self.assertEqual(tif.pages[0].photometric, tifffile.PHOTOMETRIC.MINISBLACK)
             np.testing.assert_array_equal(read_image(path), stack)
 
 
-class TestReadVoxelSize:
+class TestReadVoxelSize(unittest.TestCase):
     def test_imagej_tiff(self):
         with tempfile.TemporaryDirectory() as tmp:
             path = os.path.join(tmp, "v.tif")
@@ -203,17 +214,13 @@ class TestReadVoxelSize:
                 path, np.zeros((3, 4, 5), np.uint8), imagej=True, resolution=(200.0, 200.0),
                 metadata={"spacing": 0.05, "unit": "um", "axes": "ZYX"},
             )
-            assert read_voxel_size(path) == pytest.approx((50.0, 5.0, 5.0))
+            np.testing.assert_allclose(read_voxel_size(path), (50.0, 5.0, 5.0))
 
     def test_tiff_cm_resolution_2d(self):
         with tempfile.TemporaryDirectory() as tmp:
             path = os.path.join(tmp, "v.tif")
             tifffile.imwrite(path, np.zeros((4, 5), np.uint8), resolution=(1e6, 5e5), resolutionunit="CENTIMETER")
-            assert read_voxel_size(path) == pytest.approx((20.0, 10.0))  # 1 cm / 5e5 px = 20 nm in y
-
-    def test_plain_tiff_and_png_have_none(self, shared_data):
-        assert read_voxel_size(shared_data / "isbi2012_em" / "train-mito.tif") is None
-        assert read_voxel_size(shared_data / "epfl_hippocampus_6class_graphlab" / "slices" / "training0000.png") is None
+            np.testing.assert_allclose(read_voxel_size(path), (20.0, 10.0))
 
     def test_nifti_mm_to_nm(self):
         with tempfile.TemporaryDirectory() as tmp:
@@ -222,7 +229,7 @@ class TestReadVoxelSize:
             img.header.set_zooms((0.004, 0.005, 0.05))  # x, y, z in mm
             img.header.set_xyzt_units("mm")
             nib.save(img, path)
-            assert read_voxel_size(path) == pytest.approx((50000.0, 5000.0, 4000.0))
+            np.testing.assert_allclose(read_voxel_size(path), (50000.0, 5000.0, 4000.0))
 
     def test_hdf5_attributes(self):
         with tempfile.TemporaryDirectory() as tmp:
@@ -233,21 +240,20 @@ class TestReadVoxelSize:
                 handle["um"] = np.zeros((2, 3, 4), np.uint8)
                 handle["um"].attrs["element_size_um"] = (0.05, 0.004, 0.004)
                 handle["plain"] = np.zeros((2, 3), np.uint8)
-            assert read_voxel_size(path + ":raw") == pytest.approx((40.0, 4.0, 4.0))
-            assert read_voxel_size(path + ":um") == pytest.approx((50.0, 4.0, 4.0))
-            assert read_voxel_size(path + ":plain") is None
+            np.testing.assert_allclose(read_voxel_size(path + ":raw"), (40.0, 4.0, 4.0))
+            np.testing.assert_allclose(read_voxel_size(path + ":um"), (50.0, 4.0, 4.0))
+            self.assertIsNone(read_voxel_size(path + ":plain"))
 
     def test_errors(self):
-        with pytest.raises(ImageReadError, match="does not exist"):
+        with self.assertRaisesRegex(ImageReadError, "does not exist"):
             read_voxel_size("/nonexistent/v.tif")
-        with pytest.raises(ImageReadError, match="supported extensions"):
+        with self.assertRaisesRegex(ImageReadError, "supported extensions"):
             read_voxel_size("v.xyz")
 
 
-class TestImageReadError:
+class TestImageReadError(unittest.TestCase):
     def test_is_value_error_and_registry(self):
-        assert issubclass(ImageReadError, ValueError)
-        assert {".tif", ".tiff", ".png", ".jpg", ".jpeg", ".bmp", ".nii", ".nii.gz", ".h5", ".hdf5", ".npy"} <= set(
-            supported_extensions()
-        )
-        assert list(supported_extensions()) == sorted(supported_extensions())
+        self.assertTrue(issubclass(ImageReadError, ValueError))
+        expected = {".tif", ".tiff", ".png", ".jpg", ".jpeg", ".bmp", ".nii", ".nii.gz", ".h5", ".hdf5", ".npy"}
+        self.assertLessEqual(expected, set(supported_extensions()))
+        self.assertEqual(list(supported_extensions()), sorted(supported_extensions()))

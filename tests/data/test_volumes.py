@@ -7,7 +7,6 @@ import unittest
 
 import h5py
 import numpy as np
-import pytest
 import tifffile
 from parameterized import parameterized
 
@@ -54,7 +53,7 @@ VOXEL_CASES = [
 ]
 
 
-class TestVolumeDatalist:
+class TestVolumeDatalist(unittest.TestCase):
     @parameterized.expand(VOXEL_CASES)
     def test_entries_and_voxel_size(self, _, argument, in_json, expected):
         with tempfile.TemporaryDirectory() as root:
@@ -62,12 +61,12 @@ class TestVolumeDatalist:
             if in_json is not None:
                 write_volume_dataset_json(root, "toy", in_json)
             entries = volume_datalist(root, "Tr", voxel_size=argument, min_shape=SHAPE)
-            assert [e["name"] for e in entries] == ["a", "b"]
-            assert entries[0]["image"] == os.path.join(root, "imagesTr", "a.tif")
-            assert entries[0]["label"] == os.path.join(root, "labelsTr", "a.tif")
-            assert entries[0]["mito"] == os.path.join(root, "mitoTr", "a.tif")
-            assert "mito" not in entries[1]
-            assert all(e["voxel_size"] == expected for e in entries)
+            self.assertEqual([e["name"] for e in entries], ["a", "b"])
+            self.assertEqual(entries[0]["image"], os.path.join(root, "imagesTr", "a.tif"))
+            self.assertEqual(entries[0]["label"], os.path.join(root, "labelsTr", "a.tif"))
+            self.assertEqual(entries[0]["mito"], os.path.join(root, "mitoTr", "a.tif"))
+            self.assertNotIn("mito", entries[1])
+            self.assertEqual([e["voxel_size"] for e in entries], [expected, expected])
             np.testing.assert_array_equal(read_image(entries[1]["label"]), _volumes(1)[1])
 
     def test_voxel_size_from_imagej_tiff(self):
@@ -91,8 +90,9 @@ class TestVolumeDatalist:
                     handle.create_dataset("main", data=data).attrs["resolution"] = (40.0, 8.0, 8.0)
             keys = {"image": "/main", "label": "/main", "mito": "/main"}
             (entry,) = volume_datalist(root, h5_keys=keys)
-            assert entry["image"].endswith("imagesTr/vol.h5:/main") and entry["mito"].endswith("mitoTr/vol.h5:/main")
-            assert entry["voxel_size"] == (40.0, 8.0, 8.0)
+            self.assertTrue(entry["image"].endswith("imagesTr/vol.h5:/main"))
+            self.assertTrue(entry["mito"].endswith("mitoTr/vol.h5:/main"))
+            self.assertEqual(entry["voxel_size"], (40.0, 8.0, 8.0))
             np.testing.assert_array_equal(read_image(entry["label"]), label)
 
     def test_unlabelled_images_listed(self):
@@ -100,13 +100,14 @@ class TestVolumeDatalist:
             _dataset(root)
             os.remove(os.path.join(root, "labelsTr", "b.tif"))
             entries = volume_datalist(root, require_labels=False, voxel_size=(29, 6, 6))
-            assert "label" in entries[0] and "label" not in entries[1]
+            self.assertIn("label", entries[0])
+            self.assertNotIn("label", entries[1])
 
     def test_mito_mask_0_255_accepted(self):
         with tempfile.TemporaryDirectory() as root:
             _dataset(root, names=("a",))
             _write(os.path.join(root, "mitoTr", "a.tif"), _volumes(0)[2] * 255)
-            assert volume_datalist(root, voxel_size=(1, 1, 1))[0]["mito"].endswith("a.tif")
+            self.assertTrue(volume_datalist(root, voxel_size=(1, 1, 1))[0]["mito"].endswith("a.tif"))
 
 
 def _mutate(kind):
@@ -164,16 +165,16 @@ ERROR_CASES = [
 ]
 
 
-class TestVolumeDatalistErrors:
+class TestVolumeDatalistErrors(unittest.TestCase):
     @parameterized.expand(ERROR_CASES)
     def test_dataset_errors(self, _, breaker, kwargs, fragments):
         with tempfile.TemporaryDirectory() as root:
             _dataset(root)
             breaker(root)
-            with pytest.raises(DatasetError) as info:
+            with self.assertRaises(DatasetError) as info:
                 volume_datalist(root, **{"voxel_size": (29, 6, 6), **kwargs})
         for fragment in fragments:
-            assert fragment in str(info.value), (fragment, str(info.value))
+            self.assertIn(fragment, str(info.exception), (fragment, str(info.exception)))
 
     @parameterized.expand([
         ("missing_images", "imagesTr", "missing folder"),
@@ -185,13 +186,13 @@ class TestVolumeDatalistErrors:
             for name in os.listdir(os.path.join(root, folder)):
                 os.remove(os.path.join(root, folder, name))
             os.rmdir(os.path.join(root, folder))
-            with pytest.raises(DatasetError, match=fragment):
+            with self.assertRaisesRegex(DatasetError, fragment):
                 volume_datalist(root, voxel_size=(1, 1, 1))
 
     def test_empty_images_folder(self):
         with tempfile.TemporaryDirectory() as root:
             os.makedirs(os.path.join(root, "imagesTs"))
-            with pytest.raises(DatasetError, match="empty dataset folder"):
+            with self.assertRaisesRegex(DatasetError, "empty dataset folder"):
                 volume_datalist(root, "Ts", require_labels=False, voxel_size=(1, 1, 1))
 
     @parameterized.expand([
@@ -203,7 +204,7 @@ class TestVolumeDatalistErrors:
     ])
     def test_bad_arguments(self, _, kwargs, fragment):
         with tempfile.TemporaryDirectory() as root:
-            with pytest.raises(ValueError, match=f"volume_datalist: {fragment}"):
+            with self.assertRaisesRegex(ValueError, f"volume_datalist: {fragment}"):
                 volume_datalist(root, **kwargs)
 
 
@@ -250,16 +251,16 @@ class TestConditionDatalist(unittest.TestCase):
                 condition_datalist(root, min_shape=(4, 4))
 
 
-class TestWriteVolumeCase:
+class TestWriteVolumeCase(unittest.TestCase):
     def test_round_trip(self):
         image, label, mito = _volumes(3)
         with tempfile.TemporaryDirectory() as root:
             paths = write_volume_case(root, "Ts", "case", image, label, mito * 7)
-            assert sorted(paths) == ["image", "label", "mito"]
+            self.assertEqual(sorted(paths), ["image", "label", "mito"])
             np.testing.assert_array_equal(read_image(paths["image"]), image)
             np.testing.assert_array_equal(read_image(paths["label"]), label)
             written = read_image(paths["mito"])
-            assert written.dtype == np.uint8
+            self.assertEqual(written.dtype, np.uint8)
             np.testing.assert_array_equal(written, (mito > 0).astype(np.uint8))
 
     @parameterized.expand([
@@ -269,29 +270,31 @@ class TestWriteVolumeCase:
     ])
     def test_errors(self, _, pick, fragment):
         with tempfile.TemporaryDirectory() as root:
-            with pytest.raises(ValueError, match=fragment):
+            with self.assertRaisesRegex(ValueError, fragment):
                 write_volume_case(root, "Tr", "x", *pick(_volumes(0)))
-            assert not os.path.exists(os.path.join(root, "imagesTr", "x.tif"))  # nothing half-written
+            self.assertFalse(os.path.exists(os.path.join(root, "imagesTr", "x.tif")))
 
 
-class TestWriteVolumeDatasetJson:
+class TestWriteVolumeDatasetJson(unittest.TestCase):
     def test_voxel_size_and_mito_entries(self):
         with tempfile.TemporaryDirectory() as root:
             _dataset(root)
             path = write_volume_dataset_json(root, "toy", (50, 4), description="d")
             doc = json.load(open(path))
-        assert doc["voxel_size"] == [50.0, 4.0, 4.0] and doc["label_type"] == "instance"
+        self.assertEqual(doc["voxel_size"], [50.0, 4.0, 4.0])
+        self.assertEqual(doc["label_type"], "instance")
         first = {"image": "./imagesTr/a.tif", "label": "./labelsTr/a.tif", "mito": "./mitoTr/a.tif"}
-        assert doc["training"][0] == first
-        assert "mito" not in doc["training"][1] and doc["numTraining"] == 2
+        self.assertEqual(doc["training"][0], first)
+        self.assertNotIn("mito", doc["training"][1])
+        self.assertEqual(doc["numTraining"], 2)
 
     def test_bad_voxel_size(self):
         with tempfile.TemporaryDirectory() as root:
-            with pytest.raises(ValueError, match="write_volume_dataset_json: voxel_size"):
+            with self.assertRaisesRegex(ValueError, "write_volume_dataset_json: voxel_size"):
                 write_volume_dataset_json(root, "toy", (0, 1, 1))
 
 
-class TestLabelSlices2d:
+class TestLabelSlices2d(unittest.TestCase):
     def test_hand_example(self):
         # slice 0: two cells split by a membrane column, slice 1: one cell and a diagonal-only neighbour
         mask = np.array(
@@ -307,7 +310,7 @@ class TestLabelSlices2d:
             ]
         )
         out = label_slices_2d(mask)
-        assert out.dtype == np.uint32
+        self.assertEqual(out.dtype, np.uint32)
         np.testing.assert_array_equal(out, expected)
         # 8-neighbourhood joins the diagonal pixel to the block in slice 1
         np.testing.assert_array_equal(label_slices_2d(mask, connectivity=2)[1], np.where(mask[1] > 0, 3, 0))
@@ -322,6 +325,6 @@ class TestLabelSlices2d:
         ("connectivity", np.ones((2, 2)), {"connectivity": 3}, "connectivity"),
     ])
     def test_errors(self, _, mask, kwargs, fragment):
-        with pytest.raises(ValueError, match=f"label_slices_2d: {fragment}"):
+        with self.assertRaisesRegex(ValueError, f"label_slices_2d: {fragment}"):
             label_slices_2d(mask, **kwargs)
 

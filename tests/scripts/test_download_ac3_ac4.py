@@ -12,12 +12,12 @@ import json
 import os
 import re
 import tempfile
+import unittest
 import zipfile
 from pathlib import Path
 
 import h5py
 import numpy as np
-import pytest
 import tifffile
 from parameterized import parameterized
 
@@ -85,7 +85,7 @@ def _check_layout(root, train, test, test_slices, test_labelled=True):
     assert json.load(open(os.path.join(root, "dataset.json")))["voxel_size"] == [29.0, 6.0, 6.0]
 
 
-class TestConvertH5:
+class TestConvertH5(unittest.TestCase):
     @parameterized.expand([("first_4", 4, True), ("all_when_short", 100, True), ("unlabelled_test", 3, False)])
     def test_layout(self, _, test_slices, labelled):
         with tempfile.TemporaryDirectory() as tmp:
@@ -111,9 +111,9 @@ class TestConvertH5:
         with tempfile.TemporaryDirectory() as tmp:
             paths = [os.path.join(tmp, f) for f in ("train.h5", "test.h5")]
             _h5(paths[0], 0, TRAIN_SHAPE), _h5(paths[1], 1, TEST_SHAPE)
-            with pytest.raises(ValueError, match=fragment):
+            with self.assertRaisesRegex(ValueError, fragment):
                 ac.main(["--out", os.path.join(tmp, "o"), "--train", paths[0], "--test", paths[1], *extra])
-            assert not os.path.exists(os.path.join(tmp, "o", "dataset.json"))
+            self.assertFalse(os.path.exists(os.path.join(tmp, "o", "dataset.json")))
 
     @parameterized.expand([
         ("no_train_labels", {"train_labels": False}, 100, "volumes/labels/neuron_ids"),
@@ -123,17 +123,17 @@ class TestConvertH5:
         with tempfile.TemporaryDirectory() as tmp:
             _h5(os.path.join(tmp, "train.h5"), 0, TRAIN_SHAPE, labels=options.get("train_labels", True))
             _h5(os.path.join(tmp, "test.h5"), 1, TEST_SHAPE)
-            with pytest.raises(ValueError, match=fragment):
+            with self.assertRaisesRegex(ValueError, fragment):
                 ac.convert_h5(os.path.join(tmp, "train.h5"), os.path.join(tmp, "test.h5"), tmp, test_slices)
 
     def test_published_sources(self):
         for source in ac.SOURCES.values():
             for url, digest in source.values():
-                assert url.startswith("http")
-                assert digest is None or re.fullmatch(r"[0-9a-f]{64}", digest)
+                self.assertTrue(url.startswith("http"))
+                self.assertTrue(digest is None or re.fullmatch(r"[0-9a-f]{64}", digest))
 
 
-class TestConvertSnemiZip:
+class TestConvertSnemiZip(unittest.TestCase):
     @parameterized.expand([("labelled", True), ("unlabelled_test", False)])
     def test_layout(self, _, with_test_labels):
         with tempfile.TemporaryDirectory() as tmp:
@@ -142,14 +142,14 @@ class TestConvertSnemiZip:
             root = ac.main(["--out", os.path.join(tmp, "o"), "--source", "pytc", "--archive", archive,
                             "--test-slices", "5"])
             _check_layout(root, train, test, 5, with_test_labels)
-            assert sorted(os.listdir(root)) == ["dataset.json", "imagesTr", "imagesTs", "labelsTr"] + (
+            self.assertEqual(sorted(os.listdir(root)), ["dataset.json", "imagesTr", "imagesTs", "labelsTr"] + (
                 ["labelsTs"] if with_test_labels else []
-            )
+            ))
 
     def test_not_snemi_archive(self):
         with tempfile.TemporaryDirectory() as tmp:
             archive = os.path.join(tmp, "other.zip")
             with zipfile.ZipFile(archive, "w") as handle:
                 handle.writestr("readme.txt", "nothing here")
-            with pytest.raises(ValueError, match="train-input.tif"):
+            with self.assertRaisesRegex(ValueError, "train-input.tif"):
                 ac.convert_snemi_zip(archive, os.path.join(tmp, "o"))

@@ -10,14 +10,13 @@ import hashlib
 import importlib.util
 import json
 import os
-import re
 import tempfile
+import unittest
 import zipfile
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
-import pytest
 from parameterized import parameterized
 
 from emdiff_components.data import read_image, read_voxel_size, segmentation_datalist
@@ -103,34 +102,38 @@ def _covid_zips(tmp, names=COVID_CASES, drop_mask=None, bad_shape=None, mask_val
     return images, masks, expected
 
 
-class TestConvertMedseg:
+class TestConvertMedseg(unittest.TestCase):
     def test_main_binary_default(self):
         with tempfile.TemporaryDirectory() as tmp:
             archive, files = _medseg_zip(tmp)
             argv = ["--dataset", "medseg", "--out", os.path.join(tmp, "out"), "--archive", archive, "--md5", "none"]
             root = covid.main(argv)
             source = read_image(files["tr_im.nii.gz"])  # (Z, Y, X) in HU: raw * 2 - 1024
-            assert source.min() < -1024
+            self.assertLess(source.min(), -1024)
             train = segmentation_datalist(root, "Tr", num_classes=2)
-            assert [e["name"] for e in train] == [f"medseg_tr_{z:03d}" for z in range(5)]
+            self.assertEqual([e["name"] for e in train], [f"medseg_tr_{z:03d}" for z in range(5)])
             for z, entry in enumerate(train):
                 np.testing.assert_array_equal(read_image(entry["image"]), source[z])  # HU kept bit-exactly
-                assert read_voxel_size(entry["image"]) == pytest.approx((0.8e6, 0.7e6), rel=1e-6)
-                assert read_voxel_size(entry["label"]) == pytest.approx((0.8e6, 0.7e6), rel=1e-6)
+                np.testing.assert_allclose(read_voxel_size(entry["image"]), (0.8e6, 0.7e6))
+                np.testing.assert_allclose(read_voxel_size(entry["label"]), (0.8e6, 0.7e6))
             labels = np.stack([read_image(e["label"]) for e in train])
-            assert labels.dtype == np.uint8
+            self.assertEqual(labels.dtype, np.uint8)
             # hand check: mask (x, y, z) = (1, 2, 0) GGO, (3, 4, 1) consolidation, (5, 6, 2) effusion, (7, 8, 4) cons.
-            assert labels[0, 2, 1] == 1 and labels[1, 4, 3] == 1 and labels[2, 6, 5] == 0 and labels[4, 8, 7] == 1
-            assert labels.sum() == 3
+            self.assertEqual(labels[0, 2, 1], 1)
+            self.assertEqual(labels[1, 4, 3], 1)
+            self.assertEqual(labels[2, 6, 5], 0)
+            self.assertEqual(labels[4, 8, 7], 1)
+            self.assertEqual(labels.sum(), 3)
             test = segmentation_datalist(root, "Ts", num_classes=2, require_labels=False)
-            assert len(test) == 2 and "label" not in test[0]
+            self.assertEqual(len(test), 2)
+            self.assertNotIn("label", test[0])
             np.testing.assert_array_equal(read_image(test[1]["image"]), read_image(files["val_im.nii.gz"])[1])
-            assert not os.path.exists(os.path.join(root, "labelsTs"))
+            self.assertFalse(os.path.exists(os.path.join(root, "labelsTs")))
             doc = json.load(open(os.path.join(root, "dataset.json")))
-            assert doc["labels"] == {"0": "background", "1": "infection"}
-            assert (doc["numTraining"], doc["numTest"]) == (5, 2)
-            assert sorted(os.listdir(root)) == ["dataset.json", "imagesTr", "imagesTs", "labelsTr"]
-            assert os.path.exists(archive)  # a user-supplied archive is kept
+            self.assertEqual(doc["labels"], {"0": "background", "1": "infection"})
+            self.assertEqual((doc["numTraining"], doc["numTest"]), (5, 2))
+            self.assertEqual(sorted(os.listdir(root)), ["dataset.json", "imagesTr", "imagesTs", "labelsTr"])
+            self.assertTrue(os.path.exists(archive))
 
     @parameterized.expand(LABEL_CASES)
     def test_label_mapping(self, classes, include_effusion, expected):
@@ -143,19 +146,19 @@ class TestConvertMedseg:
             source = read_image(files["tr_mask.nii.gz"]).astype(int)
             np.testing.assert_array_equal(labels, np.array(expected)[source])
             names = json.load(open(os.path.join(root, "dataset.json")))["labels"]
-            assert len(names) == (4 if classes == "multiclass" else 2)
+            self.assertEqual(len(names), 4 if classes == "multiclass" else 2)
 
     def test_md5(self):
         with tempfile.TemporaryDirectory() as tmp:
             archive, files = _medseg_zip(tmp)
             good = {name: _md5(path) for name, path in files.items()}
             covid.convert_medseg(archive, os.path.join(tmp, "ok"), md5=good)
-            with pytest.raises(ValueError, match="MD5 of 'tr_mask.nii.gz'"):
+            with self.assertRaisesRegex(ValueError, "MD5 of 'tr_mask.nii.gz'"):
                 covid.convert_medseg(archive, os.path.join(tmp, "bad"), md5={**good, "tr_mask.nii.gz": "0" * 32})
             # the published figshare MD5s are checked by default and do not match these fakes
-            with pytest.raises(ValueError, match="published one is 54f82e3a"):
+            with self.assertRaisesRegex(ValueError, "published one is 54f82e3a"):
                 covid.main(["--dataset", "medseg", "--out", os.path.join(tmp, "d"), "--archive", archive])
-            assert not os.path.exists(os.path.join(tmp, "bad", "dataset.json"))
+            self.assertFalse(os.path.exists(os.path.join(tmp, "bad", "dataset.json")))
 
     @parameterized.expand([
         ("missing_member", {"skip": ("tr_mask.nii.gz",)}, "medseg.zip' has no 'tr_mask.nii.gz'"),
@@ -167,25 +170,25 @@ class TestConvertMedseg:
         with tempfile.TemporaryDirectory() as tmp:
             archive, _ = _medseg_zip(tmp, **kwargs)
             out = os.path.join(tmp, "out")
-            with pytest.raises(ValueError, match=fragment):
+            with self.assertRaisesRegex(ValueError, fragment):
                 covid.convert_medseg(archive, out)
-            assert not os.path.exists(os.path.join(out, "imagesTr"))  # validated before writing
+            self.assertFalse(os.path.exists(os.path.join(out, "imagesTr")))
 
     def test_bad_arguments(self):
         with tempfile.TemporaryDirectory() as tmp:
             not_zip = os.path.join(tmp, "x.zip")
             Path(not_zip).write_text("hello")
-            with pytest.raises(ValueError, match="x.zip' is not a readable zip archive"):
+            with self.assertRaisesRegex(ValueError, "x.zip' is not a readable zip archive"):
                 covid.convert_medseg(not_zip, os.path.join(tmp, "o"))
-            with pytest.raises(ValueError, match="include_effusion applies to classes='binary'"):
+            with self.assertRaisesRegex(ValueError, "include_effusion applies to classes='binary'"):
                 covid.convert_medseg(not_zip, tmp, classes="multiclass", include_effusion=True)
-            with pytest.raises(ValueError, match="classes must be"):
+            with self.assertRaisesRegex(ValueError, "classes must be"):
                 covid.convert_medseg(not_zip, tmp, classes="three")
-            with pytest.raises(SystemExit):
+            with self.assertRaises(SystemExit):
                 covid.main(["--dataset", "medseg", "--out", tmp, "--mask-archive", not_zip])
 
 
-class TestConvertCovid19CtSeg:
+class TestConvertCovid19CtSeg(unittest.TestCase):
     @parameterized.expand([("default", None, 4), ("two", 2, 2), ("none", 0, 0)])
     def test_main(self, _, num_test, expected_test):
         with tempfile.TemporaryDirectory() as tmp:
@@ -199,18 +202,19 @@ class TestConvertCovid19CtSeg:
                 image_path = os.path.join(root, f"images{split}", f"{name}.nii.gz")
                 label_path = os.path.join(root, f"labels{split}", f"{name}.nii.gz")
                 source, mask, voxel_size = expected[name]
-                assert Path(image_path).read_bytes() == Path(source).read_bytes()  # volumes are copied as they are
+                self.assertEqual(Path(image_path).read_bytes(), Path(source).read_bytes())
                 label = read_image(label_path)
-                assert label.ndim == 3 and label.dtype == np.uint8
+                self.assertEqual(label.ndim, 3)
+                self.assertEqual(label.dtype, np.uint8)
                 np.testing.assert_array_equal(label, mask)
-                assert read_voxel_size(image_path) == pytest.approx(voxel_size, rel=1e-6)
-                assert read_voxel_size(label_path) == pytest.approx(voxel_size, rel=1e-6)
+                np.testing.assert_allclose(read_voxel_size(image_path), voxel_size)
+                np.testing.assert_allclose(read_voxel_size(label_path), voxel_size)
                 np.testing.assert_allclose(nib.load(label_path).affine, nib.load(source).affine)
             doc = json.load(open(os.path.join(root, "dataset.json")))
-            assert (doc["numTraining"], doc["numTest"]) == (5 - expected_test, expected_test)
+            self.assertEqual((doc["numTraining"], doc["numTest"]), (5 - expected_test, expected_test))
             depths = [3 + COVID_CASES.index(n) for n in COVID_ORDER if n not in tests]  # as built by _covid_zips
-            assert len(segmentation_datalist(root, "Tr")) == sum(depths)
-            assert not [f for f in os.listdir(root) if f.startswith(".")]  # no temporary files left
+            self.assertEqual(len(segmentation_datalist(root, "Tr")), sum(depths))
+            self.assertFalse([f for f in os.listdir(root) if f.startswith(".")])
 
     @parameterized.expand([
         ("missing_mask", {"drop_mask": "coronacases_002"}, {},
@@ -225,9 +229,9 @@ class TestConvertCovid19CtSeg:
         with tempfile.TemporaryDirectory() as tmp:
             images, masks, _ = _covid_zips(tmp, **zip_kwargs)
             out = os.path.join(tmp, "out")
-            with pytest.raises(ValueError, match=fragment):
+            with self.assertRaisesRegex(ValueError, fragment):
                 covid.convert_covid19_ct_seg(images, masks, out, **kwargs)
-            assert not os.path.exists(os.path.join(out, "dataset.json"))
+            self.assertFalse(os.path.exists(os.path.join(out, "dataset.json")))
 
     def test_wrong_archives(self):
         with tempfile.TemporaryDirectory() as tmp:
@@ -235,26 +239,29 @@ class TestConvertCovid19CtSeg:
             other = os.path.join(tmp, "other.zip")
             with zipfile.ZipFile(other, "w") as handle:
                 handle.writestr("readme.txt", "hello")
-            with pytest.raises(ValueError, match="other.zip' holds no NIfTI files; is it Infection_Mask.zip"):
+            with self.assertRaisesRegex(ValueError, "other.zip' holds no NIfTI files; is it Infection_Mask.zip"):
                 covid.convert_covid19_ct_seg(images, other, os.path.join(tmp, "o"))
             argv = ["--dataset", "covid19_ct_seg", "--out", os.path.join(tmp, "o2"), "--archive", images]
-            with pytest.raises(ValueError, match="SHA-256"):  # default: the SHA-256 published by torch_em
+            with self.assertRaisesRegex(ValueError, "SHA-256"):  # default: the SHA-256 published by torch_em
                 covid.main(argv + ["--mask-archive", masks, "--mask-sha256", "none"])
-            with pytest.raises(SystemExit):
+            with self.assertRaises(SystemExit):
                 covid.main(["--dataset", "covid19_ct_seg", "--out", tmp, "--classes", "multiclass"])
 
-    def test_patient_split_warning(self, caplog):
+    def test_patient_split_warning(self):
         with tempfile.TemporaryDirectory() as tmp:
             names = ["radiopaedia_29_86490_1", "radiopaedia_29_86491_1"]
             images, masks, _ = _covid_zips(tmp, names=names)
-            with caplog.at_level("WARNING", logger="download_covid_ct"):
+            with self.assertLogs("download_covid_ct", level="WARNING") as logs:
                 covid.convert_covid19_ct_seg(images, masks, os.path.join(tmp, "out"), num_test=1)
-            assert "radiopaedia_29" in caplog.text
+            self.assertIn("radiopaedia_29", "\n".join(logs.output))
 
     def test_published_constants(self):
         for digest in (covid.COVID19_CT_SEG_SHA256, covid.COVID19_CT_SEG_MASK_SHA256):
-            assert re.fullmatch(r"[0-9a-f]{64}", digest), digest
+            self.assertRegex(digest, r"^[0-9a-f]{64}$")
         names = {"tr_im.nii.gz", "tr_mask.nii.gz", "val_im.nii.gz"}
-        assert set(covid.MEDSEG_MD5) == set(covid.MEDSEG_FILE_URLS) == names
-        assert all(re.fullmatch(r"[0-9a-f]{32}", d) for d in covid.MEDSEG_MD5.values()), covid.MEDSEG_MD5
-        assert "3757476" in covid.COVID19_CT_SEG_URL and "13521488" in covid.MEDSEG_URL
+        self.assertEqual(set(covid.MEDSEG_MD5), names)
+        self.assertEqual(set(covid.MEDSEG_FILE_URLS), names)
+        for digest in covid.MEDSEG_MD5.values():
+            self.assertRegex(digest, r"^[0-9a-f]{32}$")
+        self.assertIn("3757476", covid.COVID19_CT_SEG_URL)
+        self.assertIn("13521488", covid.MEDSEG_URL)

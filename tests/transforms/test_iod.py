@@ -3,6 +3,7 @@ from __future__ import annotations
 import os
 import tempfile
 import unittest
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -31,56 +32,66 @@ def _layout(root, depth=4):
     return image, label
 
 
-class TestLoadSliced:
+class TestLoadSliced(unittest.TestCase):
     @parameterized.expand(NUM_CLASSES_CASES)
     def test_values_paths_and_passthrough(self, _, num_classes, expected):
         with tempfile.TemporaryDirectory() as root:
             image, label = _layout(root)
             entry = segmentation_datalist(root, num_classes=3)[2]
             out = LoadSliced(keys=("image", "label"), num_classes=num_classes)(entry)
-        assert out["image"].shape == (1, 5, 6) and out["image"].dtype == np.float32
+        self.assertEqual(out["image"].shape, (1, 5, 6))
+        self.assertEqual(out["image"].dtype, np.float32)
         np.testing.assert_array_equal(out["image"][0], image[2])
-        assert out["label"].dtype == np.int64
-        assert sorted(np.unique(out["label"]).tolist()) == expected
+        self.assertEqual(out["label"].dtype, np.int64)
+        self.assertEqual(sorted(np.unique(out["label"]).tolist()), expected)
         np.testing.assert_array_equal(out["label"][0] > 0, label[2] > 0)
-        assert out["image_path"] == entry["image"] and out["label_path"] == entry["label"]
-        assert (out["name"], out["slice"], out["num_slices"]) == ("vol", 2, 4)
+        self.assertEqual(out["image_path"], entry["image"])
+        self.assertEqual(out["label_path"], entry["label"])
+        self.assertEqual((out["name"], out["slice"], out["num_slices"]), ("vol", 2, 4))
 
-    def test_one_shared_cache_reads_each_file_once(self, monkeypatch):
+    def test_one_shared_cache_reads_each_file_once(self):
         calls = []
         original = io_array.read_image
-        monkeypatch.setattr(io_array, "read_image", lambda path: calls.append(path) or original(path))
-        with tempfile.TemporaryDirectory() as root:
+        counting = mock.patch.object(io_array, "read_image", lambda path: calls.append(path) or original(path))
+        with counting, tempfile.TemporaryDirectory() as root:
             image, _ = _layout(root, depth=6)
             load = LoadSliced(keys=("image", "label"))
             loaded = [load(e) for e in segmentation_datalist(root, num_classes=3)]
-        assert len(calls) == 2  # one image stack and one label stack for 6 slices
+        self.assertEqual(len(calls), 2)
         np.testing.assert_array_equal(np.concatenate([d["image"] for d in loaded]), image.astype(np.float32))
-
-    def test_in_a_dataloader_with_shared_isbi(self, shared_data):
-        path = str(shared_data / "isbi2012_em" / "train-volume.tif")
-        data = [{"image": path, "slice": z} for z in (0, 29)]
-        loader = DataLoader(Dataset(data, LoadSliced(keys="image", label_keys=())), batch_size=2, num_workers=0)
-        batch = next(iter(loader))
-        assert tuple(batch["image"].shape) == (2, 1, 512, 512)
-        np.testing.assert_array_equal(batch["image"][1, 0].numpy(), tifffile.imread(path, key=29))
 
     def test_missing_keys_and_errors(self):
         with tempfile.TemporaryDirectory() as root:
             path = os.path.join(root, "a.png")
             write_image(path, np.zeros((3, 4), np.uint8))
             out = LoadSliced(keys=("image", "label"), allow_missing_keys=True)({"image": path})
-            assert out["image"].shape == (1, 3, 4) and "label" not in out
-            with pytest.raises(KeyError):
+            self.assertEqual(out["image"].shape, (1, 3, 4))
+            self.assertNotIn("label", out)
+            with self.assertRaises(KeyError):
                 LoadSliced(keys=("image", "label"))({"image": path})
-            with pytest.raises(TypeError, match="LoadSliced: d\\['image'\\] must be a file path"):
+            with self.assertRaisesRegex(TypeError, "LoadSliced: d\\['image'\\] must be a file path"):
                 LoadSliced(keys="image", label_keys=())({"image": out["image"]})
 
     @parameterized.expand(BAD_CTOR)
     def test_bad_constructor(self, _, kwargs, fragment):
-        with pytest.raises(ValueError, match=f"LoadSliced: {fragment}"):
+        with self.assertRaisesRegex(ValueError, f"LoadSliced: {fragment}"):
             LoadSliced(**kwargs)
 
+
+
+class TestLoadSlicedSharedData(unittest.TestCase):
+    @pytest.fixture(autouse=True)
+    def _shared(self, shared_data):
+        # unittest methods cannot take fixtures as arguments; keep the path on the instance instead
+        self.shared = shared_data
+
+    def test_in_a_dataloader_with_shared_isbi(self):
+        path = str(self.shared / "isbi2012_em" / "train-volume.tif")
+        data = [{"image": path, "slice": z} for z in (0, 29)]
+        loader = DataLoader(Dataset(data, LoadSliced(keys="image", label_keys=())), batch_size=2, num_workers=0)
+        batch = next(iter(loader))
+        self.assertEqual(tuple(batch["image"].shape), (2, 1, 512, 512))
+        np.testing.assert_array_equal(batch["image"][1, 0].numpy(), tifffile.imread(path, key=29))
 
 class TestLoadVolumed(unittest.TestCase):
     def test_volumes_per_key_dtype_and_paths(self):
@@ -90,8 +101,8 @@ class TestLoadVolumed(unittest.TestCase):
             labels = np.full((2, 3, 4), 135709, np.uint32)  # FIB-SEM body ids exceed 16 bits
             write_image(os.path.join(tmp, "em.tif"), image)
             write_image(os.path.join(tmp, "ids.tif"), labels)
-            load = LoadVolumed(["image", "label", "mito"], dtype={"image": "float32", "label": "int64", "mito": "uint8"},
-                               allow_missing_keys=True)
+            dtypes = {"image": "float32", "label": "int64", "mito": "uint8"}
+            load = LoadVolumed(["image", "label", "mito"], dtype=dtypes, allow_missing_keys=True)
             out = load({"image": os.path.join(tmp, "em.tif"), "label": os.path.join(tmp, "ids.tif"), "name": "v"})
         self.assertEqual(out["image"].shape, (1, 2, 3, 4))
         self.assertEqual(out["image"].dtype, np.float32)
