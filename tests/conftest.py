@@ -1,4 +1,4 @@
-"""Shared pytest fixtures: one torch thread per xdist worker; the location of the real data sets (``../shared/data``)."""
+"""Shared pytest fixtures: one torch thread per xdist worker; where the real data sets are (``../shared/data``)."""
 
 from __future__ import annotations
 

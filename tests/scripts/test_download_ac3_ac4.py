@@ -67,22 +67,24 @@ def _snemi_zip(path, tmp, with_test_labels=True):
     return train, test
 
 
-def _check_layout(root, train, test, test_slices, test_labelled=True):
+def _check_layout(case: unittest.TestCase, root, train, test, test_slices, test_labelled=True):
     tr = volume_datalist(root, "Tr")
     ts = volume_datalist(root, "Ts", require_labels=test_labelled)
-    assert [e["name"] for e in tr] == ["ac4"] and [e["name"] for e in ts] == ["ac3"]
-    assert tr[0]["voxel_size"] == ts[0]["voxel_size"] == (29.0, 6.0, 6.0)
+    case.assertEqual([e["name"] for e in tr], ["ac4"])
+    case.assertEqual([e["name"] for e in ts], ["ac3"])
+    case.assertEqual(tr[0]["voxel_size"], (29.0, 6.0, 6.0))
+    case.assertEqual(ts[0]["voxel_size"], (29.0, 6.0, 6.0))
     np.testing.assert_array_equal(read_image(tr[0]["image"]), train[0])
     label = read_image(tr[0]["label"])
-    assert label.dtype == np.uint32
+    case.assertEqual(label.dtype, np.uint32)
     np.testing.assert_array_equal(label, train[1])
     np.testing.assert_array_equal(read_image(ts[0]["image"]), test[0][:test_slices])
     if test_labelled:
         np.testing.assert_array_equal(read_image(ts[0]["label"]), test[1][:test_slices])
     else:
-        assert "label" not in ts[0]
-    assert not os.path.exists(os.path.join(root, "mitoTr"))
-    assert json.load(open(os.path.join(root, "dataset.json")))["voxel_size"] == [29.0, 6.0, 6.0]
+        case.assertNotIn("label", ts[0])
+    case.assertFalse(os.path.exists(os.path.join(root, "mitoTr")))
+    case.assertEqual(json.load(open(os.path.join(root, "dataset.json")))["voxel_size"], [29.0, 6.0, 6.0])
 
 
 class TestConvertH5(unittest.TestCase):
@@ -93,7 +95,7 @@ class TestConvertH5(unittest.TestCase):
             test = _h5(os.path.join(tmp, "test.h5"), 1, TEST_SHAPE, labels=labelled)
             root = ac.convert_h5(os.path.join(tmp, "train.h5"), os.path.join(tmp, "test.h5"), os.path.join(tmp, "o"),
                                  test_slices=test_slices)
-            _check_layout(root, train, test, test_slices, labelled)
+            _check_layout(self, root, train, test, test_slices, labelled)
 
     def test_main_with_local_files_and_checksums(self):
         with tempfile.TemporaryDirectory() as tmp:
@@ -101,7 +103,7 @@ class TestConvertH5(unittest.TestCase):
             train, test = _h5(paths[0], 0, TRAIN_SHAPE), _h5(paths[1], 1, TEST_SHAPE)
             root = ac.main(["--out", os.path.join(tmp, "o"), "--train", paths[0], "--test", paths[1],
                             "--sha256-train", sha256sum(paths[0]), "--sha256-test", "none", "--test-slices", "2"])
-            _check_layout(root, train, test, 2)
+            _check_layout(self, root, train, test, 2)
 
     @parameterized.expand([
         ("published_digest_mismatch", [], "SHA-256"),
@@ -141,7 +143,7 @@ class TestConvertSnemiZip(unittest.TestCase):
             train, test = _snemi_zip(archive, tmp, with_test_labels)
             root = ac.main(["--out", os.path.join(tmp, "o"), "--source", "pytc", "--archive", archive,
                             "--test-slices", "5"])
-            _check_layout(root, train, test, 5, with_test_labels)
+            _check_layout(self, root, train, test, 5, with_test_labels)
             self.assertEqual(sorted(os.listdir(root)), ["dataset.json", "imagesTr", "imagesTs", "labelsTr"] + (
                 ["labelsTs"] if with_test_labels else []
             ))
