@@ -257,7 +257,8 @@ class TestMitochondriaLibrary(unittest.TestCase):
         lib = MitochondriaLibrary.from_volumes([mito[:10]])
         self.assertGreater(len(lib), 5)
         self.assertTrue(np.all(lib.major_axis_lengths > 10))
-        self.assertTrue(np.all(np.abs(lib.orientations) <= 90))
+        # real mitochondria lie in every direction: the templates' orientations spread over most of [-90, 90]
+        self.assertGreater(float(np.ptp(lib.orientations)), 90.0)
 
     def test_errors(self):
         with tempfile.TemporaryDirectory() as tmp:
