@@ -62,7 +62,7 @@ LABELLED = "labelled"
 
 
 def _parse_slices(slices: Sequence[int] | str | None) -> tuple[int, ...] | str | None:
-    """``"0-23"`` / ``"0,2,5-7"`` / ``[0, 1]`` -> sorted unique indices; None keeps every slice; ``"labelled"`` stays."""
+    """``"0-23"`` / ``"0,2,5-7"`` / ``[0, 1]`` -> sorted unique indices; None keeps all slices; ``"labelled"`` stays."""
     if slices is None or slices == LABELLED:
         return slices
     if isinstance(slices, str):
@@ -105,7 +105,8 @@ def list_images(folder: str | os.PathLike, owner: str = "list_images") -> dict[s
             continue
         if stem in found:
             raise DatasetError(
-                f"{owner}: {os.path.join(folder, found[stem])!r} and {filename!r} have the same name {stem!r}; keep one."
+                f"{owner}: {os.path.join(folder, found[stem])!r} and {filename!r} have the same name {stem!r}; "
+                "keep one."
             )
         found[stem] = filename
     return found

@@ -174,7 +174,8 @@ def volume_datalist(
     if require_labels and not os.path.isdir(folders["label"]):
         raise DatasetError(f"volume_datalist: missing folder {folders['label']!r} (require_labels=True).")
     found = {
-        kind: list_images(folder, "volume_datalist") if os.path.isdir(folder) else {} for kind, folder in folders.items()
+        kind: list_images(folder, "volume_datalist") if os.path.isdir(folder) else {}
+        for kind, folder in folders.items()
     }
     if not found["image"]:
         raise DatasetError(f"volume_datalist: empty dataset folder {folders['image']!r}: no readable volume files.")

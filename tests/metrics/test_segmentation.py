@@ -90,7 +90,8 @@ class TestSegmentationReport(unittest.TestCase):
             self.assertEqual(sorted(os.listdir(tmp)), ["metrics.csv", "metrics.json"])  # no temporary files
             rows = list(csv.DictReader(open(f"{tmp}/metrics.csv")))
             self.assertEqual(len(rows), 2 * 2 + 2 * 2)  # 2 images x 2 classes, mean and pooled x 2 classes
-            self.assertEqual(set(rows[0]), {"name", "slice", "class", "dice", "jaccard", "precision", "recall", "accuracy"})
+            columns = {"name", "slice", "class", "dice", "jaccard", "precision", "recall", "accuracy"}
+            self.assertEqual(set(rows[0]), columns)
             self.assertAlmostEqual(float(rows[1]["precision"]), 0.5)  # image a slice 0, mito: TP 1, FP 1
 
     def test_errors(self):

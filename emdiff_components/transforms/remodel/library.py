@@ -121,7 +121,7 @@ class MitochondriaLibrary:
     def draw(
         self, index: int, shape: tuple[int, int], center: Sequence[float], rotation_deg: float
     ) -> np.ndarray:
-        """Rasterise template ``index``: its point mean moved to ``center``, rotated by ``rotation_deg`` about it, filled.
+        """Rasterise template ``index``: point mean moved to ``center``, rotated by ``rotation_deg`` about it, filled.
 
         The rotation is counter-clockwise in the regionprops sense: a template of orientation ``a`` drawn with rotation
         ``b - a`` has orientation ``b``. Points are rounded to pixels and clipped to the image, as in the reference.
