@@ -6,7 +6,7 @@ from .attention import ChannelAttention, LinearCrossAttention, SoftmaxCrossAtten
 from .bffm import ADRB, BFFM, CGR, boundary_edges
 from .conditioning import ConditionalCrossAttentionModule, ContrastEnhancementModule
 from .embeddings import TimestepEmbedding
-from .frequency import LearnableFourierFilter
+from .frequency import FFParserFilter, LearnableFourierFilter
 from .inputs import check_conditional_inputs
 from .normalization import ChannelLayerNorm
 from .resnet import TimeResBlock
@@ -24,6 +24,7 @@ __all__ = [
     "ConditionalCrossAttentionModule",
     "TimestepEmbedding",
     "LearnableFourierFilter",
+    "FFParserFilter",
     "check_conditional_inputs",
     "ChannelLayerNorm",
     "TimeResBlock",
@@ -33,3 +34,18 @@ from .msc import MSC
 from .rgm import RGM, RPGE
 
 __all__ += ["MambaLayer", "MSC", "RPGE", "RGM"]
+from .cold_segdiff import (
+    ContrastEnhancementBlock,
+    LinearSelfAttention,
+    MIDBottleneck,
+    SinusoidalTimeEmbedding,
+    SoftmaxSelfAttention,
+)
+
+__all__ += [
+    "SinusoidalTimeEmbedding",
+    "LinearSelfAttention",
+    "SoftmaxSelfAttention",
+    "ContrastEnhancementBlock",
+    "MIDBottleneck",
+]

@@ -30,6 +30,37 @@ def _feature_map(x: torch.Tensor, h: int, w: int) -> torch.Tensor:
     return x.reshape(x.shape[0], h, w, -1).permute(0, 3, 1, 2)
 
 
+def _linear_attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int, d: int, to_out: nn.Conv2d
+) -> torch.Tensor:
+    """Efficient attention of (B, heads * d, H, W) maps q, k, v followed by the 1x1 projection ``to_out``.
+
+    Per head: ``out = softmax_d(q) @ (softmax_N(k)^T @ v) * d ** -0.5`` (Shen et al.), then ``to_out``; returns
+    (B, C_out, H, W) in channels-last memory format. ``k`` is overwritten when no graph is recorded.
+    """
+    b, _, h, w = q.shape
+    # token-major (B, N, heads * d): views, not copies, of channels-last maps
+    q, k, v = (t.permute(0, 2, 3, 1).reshape(b, h * w, heads * d) for t in (q, k, v))
+    q = q.unflatten(-1, (heads, d)).softmax(dim=-1).flatten(-2)  # over each head's d features
+    # softmax over the N tokens with its normaliser moved onto the small context, so that only exp(k - max)
+    # exists at full resolution
+    k = exp_(sub_(k, k.amax(dim=1, keepdim=True)))
+    normaliser = k.sum(dim=1).view(b, heads, d, 1)
+    ctx = torch.stack(
+        [
+            torch.bmm(k[i].view(-1, heads, d).permute(1, 2, 0), v[i].view(-1, heads, d).transpose(0, 1))
+            for i in range(b)
+        ]
+    )  # (B, heads, d, d): per head, the sum over tokens of exp(k - max) v^T
+    ctx = ctx / normaliser * d**-0.5
+    # the 1x1 output projection is folded into the context, so the (N, heads * d) attention output is never
+    # materialised: out = q @ (blockdiag(ctx) @ W_out^T) + b_out
+    weight = to_out.weight.reshape(-1, heads, d)  # (channels, heads, d)
+    folded = torch.einsum("bhde,che->bhdc", ctx, weight).reshape(b, heads * d, -1)
+    out = torch.baddbmm(to_out.bias.view(1, 1, -1), q, folded)  # (B, N, channels)
+    return out.view(b, h, w, -1).permute(0, 3, 1, 2)
+
+
 class ChannelAttention(nn.Module):
     """CBAM channel attention: ``sigmoid(MLP(avgpool(x)) + MLP(maxpool(x)))`` with one shared MLP.
 
@@ -70,6 +101,7 @@ class SpatialAttention(nn.Module):
 
     Args:
         kernel_size: odd size of the convolution over the two pooled maps; default 7.
+        bias: give the convolution a bias (CBAM's and Cold SegDiffusion's CEM have one); default False.
 
     Returns:
         ``forward(x)`` maps ``(B, C, H, W)`` to the attention weights ``(B, 1, H, W)`` in (0, 1).
@@ -79,11 +111,11 @@ class SpatialAttention(nn.Module):
         torch.Size([2, 1, 8, 8])
     """
 
-    def __init__(self, kernel_size: int = 7) -> None:
+    def __init__(self, kernel_size: int = 7, bias: bool = False) -> None:
         super().__init__()
         if not isinstance(kernel_size, int) or kernel_size < 1 or kernel_size % 2 == 0:
             raise ValueError(f"SpatialAttention: kernel_size must be a positive odd int, got {kernel_size!r}.")
-        self.conv = Convolution(2, 2, 1, kernel_size=kernel_size, bias=False, conv_only=True)
+        self.conv = Convolution(2, 2, 1, kernel_size=kernel_size, bias=bias, conv_only=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Return the spatial weights of ``x``."""
@@ -170,26 +202,7 @@ class LinearCrossAttention(nn.Module):
             q = scale_(q, 1 + self.channel_attention(q))
         if self.spatial_attention is not None:
             k = scale_(k, 1 + self.spatial_attention(k))
-        # token-major (B, N, heads * d): views, not copies, of channels-last maps
-        q, k, v = (t.permute(0, 2, 3, 1).reshape(b, h * w, heads * d) for t in (q, k, v))
-        q = q.unflatten(-1, (heads, d)).softmax(dim=-1).flatten(-2)  # over each head's d features
-        # softmax over the N tokens with its normaliser moved onto the small context, so that only exp(k - max)
-        # exists at full resolution
-        k = exp_(sub_(k, k.amax(dim=1, keepdim=True)))
-        normaliser = k.sum(dim=1).view(b, heads, d, 1)
-        ctx = torch.stack(
-            [
-                torch.bmm(k[i].view(-1, heads, d).permute(1, 2, 0), v[i].view(-1, heads, d).transpose(0, 1))
-                for i in range(b)
-            ]
-        )  # (B, heads, d, d): per head, the sum over tokens of exp(k - max) v^T
-        ctx = ctx / normaliser * d**-0.5
-        # the 1x1 output projection is folded into the context, so the (N, heads * d) attention output is never
-        # materialised: out = q @ (blockdiag(ctx) @ W_out^T) + b_out
-        weight = self.to_out.weight.reshape(-1, heads, d)  # (channels, heads, d)
-        folded = torch.einsum("bhde,che->bhdc", ctx, weight).reshape(b, heads * d, -1)
-        out = torch.baddbmm(self.to_out.bias.view(1, 1, -1), q, folded)  # (B, N, channels)
-        return self.out_norm(out.view(b, h, w, -1).permute(0, 3, 1, 2))
+        return self.out_norm(_linear_attention(q, k, v, heads, d, self.to_out))
 
 
 class SoftmaxCrossAttention(nn.Module):
@@ -204,6 +217,8 @@ class SoftmaxCrossAttention(nn.Module):
         context_channels: channels of the key / value map; ``None`` (default) means ``channels``.
         heads: number of heads; default 4.
         head_channels: channels per head; default 32.
+        norm_bias: the two pre-norm LayerNorms learn a bias as well as a gain; default True (Cold SegDiffusion's
+            MID attention has gains only).
 
     Returns:
         ``forward(x, context)`` maps ``(B, channels, H, W)`` and ``(B, context_channels, H, W)`` to
@@ -216,7 +231,12 @@ class SoftmaxCrossAttention(nn.Module):
     """
 
     def __init__(
-        self, channels: int, context_channels: int | None = None, heads: int = 4, head_channels: int = 32
+        self,
+        channels: int,
+        context_channels: int | None = None,
+        heads: int = 4,
+        head_channels: int = 32,
+        norm_bias: bool = True,
     ) -> None:
         super().__init__()
         context_channels = channels if context_channels is None else context_channels
@@ -229,8 +249,8 @@ class SoftmaxCrossAttention(nn.Module):
         )
         hidden = heads * head_channels
         self.heads, self.head_channels = heads, head_channels
-        self.norm_q = ChannelLayerNorm(channels)
-        self.norm_kv = ChannelLayerNorm(context_channels)
+        self.norm_q = ChannelLayerNorm(channels, bias=norm_bias)
+        self.norm_kv = ChannelLayerNorm(context_channels, bias=norm_bias)
         self.to_q = nn.Conv2d(channels, hidden, 1, bias=False)
         self.to_kv = nn.Conv2d(context_channels, 2 * hidden, 1, bias=False)
         self.to_out = nn.Conv2d(hidden, channels, 1)

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-__all__ = ["LearnableFourierFilter"]
+__all__ = ["LearnableFourierFilter", "FFParserFilter"]
 
 
 def _interpolation_matrix(
@@ -129,3 +129,119 @@ class LearnableFourierFilter(nn.Module):
 
 def _is_channels_last(x: torch.Tensor) -> bool:
     return x.ndim == 4 and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+
+
+def _fft_grid_interpolation(indices: torch.Tensor, size: int, grid: int) -> torch.Tensor:
+    """(len(indices), grid) matrix that linearly interpolates a ``grid``-point spectrum stored in FFT order.
+
+    Row r reads the frequency ``indices[r] / size`` cycles per pixel (``indices`` are signed FFT bin numbers of an
+    axis of ``size`` samples); grid index j holds the frequency ``j / grid`` (periodic, period 1, as ``fftfreq``).
+    The position ``indices * grid / size`` is split into its integer floor and remainder with integer arithmetic, so
+    an axis of exactly ``grid`` samples gives a permutation matrix of exact zeros and ones: the stored map itself.
+    """
+    scaled = indices.long() * grid
+    lower = torch.div(scaled, size, rounding_mode="floor")
+    frac = (scaled - lower * size).double() / size
+    rows = torch.arange(len(indices))
+    matrix = torch.zeros(len(indices), grid, dtype=torch.float64)
+    matrix.index_put_((rows, lower.remainder(grid)), 1 - frac, accumulate=True)
+    matrix.index_put_((rows, (lower + 1).remainder(grid)), frac, accumulate=True)
+    return matrix
+
+
+def _signed_bins(size: int) -> torch.Tensor:
+    """FFT bin numbers of a ``size``-point axis in ``fft`` order: ``fftfreq(size) * size`` as integers."""
+    bins = torch.arange(size)
+    return torch.where(bins >= (size + 1) // 2, bins - size, bins)
+
+
+class FFParserFilter(nn.Module):
+    """FF-Parser filter of Cold SegDiffusion's CEM: one learnable gain per frequency for the real and imaginary parts.
+
+    Wu et al. "MedSegDiff: Medical Image Segmentation with Diffusion Probabilistic Model",
+    https://arxiv.org/abs/2211.00611 (FF-Parser), in the form of Yan et al. "Cold SegDiffusion" (KBS 2024) that ECSD
+    (Qi et al.) inherits: ``z = FFT2(x)``, ``z' = theta * (Re(z) * M_re + i * Im(z) * M_im)``, output
+    ``Re(IFFT2(z'))``. M_re and M_im are (C, G_h, G_w) maps in FFT order (index 0 is the zero frequency, as the
+    reference stores them), theta is one (C, 1, 1) gain shared by both parts; all start at 1, so the filter starts as
+    the identity.
+
+    Size-agnostic (the reference only runs at an input of exactly (G_h, G_w)): grid index j holds the frequency
+    ``j / G`` cycles per pixel, periodic in frequency, and the maps are resampled bilinearly at the frequencies of the
+    input's FFT. At an input of exactly ``filter_size`` the interpolation weights are exact zeros and ones, so the
+    maps are used as stored (:meth:`resampled_maps` returns them bit for bit) and the output is the reference's.
+
+    Only the real part of the inverse FFT is kept, so for real x the output depends on the maps only through their
+    Hermitian symmetrisation ``(M[k] + M[-k]) / 2``; the forward pass uses that to work on the half spectrum
+    (``rfft2`` / ``irfft2``, half the FFT cost and memory of the full-spectrum form, same result up to rounding).
+
+    Args:
+        channels: number of channels C (positive int).
+        filter_size: ``(G_h, G_w)`` (or one int for both) size of the stored maps, the reference's feature-map size
+            at this level; default ``(64, 64)``.
+
+    Returns:
+        ``forward(x)`` maps ``(B, C, H, W)`` to ``(B, C, H, W)`` for any H, W >= 1.
+
+    Example:
+        >>> filt = FFParserFilter(4, filter_size=16)
+        >>> x = torch.arange(2 * 4 * 24 * 40.0).reshape(2, 4, 24, 40).sin()
+        >>> torch.allclose(filt(x), x, atol=1e-5)
+        True
+    """
+
+    def __init__(self, channels: int, filter_size: int | Sequence[int] = (64, 64)) -> None:
+        super().__init__()
+        if isinstance(channels, bool) or not isinstance(channels, int) or channels < 1:
+            raise ValueError(f"FFParserFilter: channels must be a positive int, got {channels!r}.")
+        size = (filter_size, filter_size) if isinstance(filter_size, int) else tuple(filter_size)
+        if len(size) != 2 or not all(isinstance(g, int) and not isinstance(g, bool) and g >= 1 for g in size):
+            raise ValueError(f"FFParserFilter: filter_size must be one or two positive ints, got {filter_size!r}.")
+        self.channels = channels
+        self.filter_size = size
+        self.map_real = nn.Parameter(torch.ones(channels, *size))
+        self.map_imag = nn.Parameter(torch.ones(channels, *size))
+        self.theta = nn.Parameter(torch.ones(channels, 1, 1))
+
+    def _interpolation(self, height: int, width: int, half: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        dtype, device = self.map_real.dtype, self.map_real.device
+        rows = _fft_grid_interpolation(_signed_bins(height), height, self.filter_size[0])
+        col_bins = torch.arange(width // 2 + 1) if half else _signed_bins(width)
+        cols = _fft_grid_interpolation(col_bins, width, self.filter_size[1])
+        return rows.to(device=device, dtype=dtype), cols.to(device=device, dtype=dtype)
+
+    def resampled_maps(self, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Full-spectrum maps ``(theta * M_re, theta * M_im)``, each (C, height, width), in FFT order."""
+        rows, cols = self._interpolation(height, width, half=False)
+        return (rows @ self.map_real @ cols.T) * self.theta, (rows @ self.map_imag @ cols.T) * self.theta
+
+    def _half_spectrum_maps(self, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Hermitian-symmetrised maps on the ``rfft2`` half spectrum, each (C, height, width // 2 + 1)."""
+        rows, cols = self._interpolation(height, width, half=True)
+        gh, gw = self.filter_size
+        device = self.map_real.device
+        # grid index j and (-j) mod G hold opposite frequencies; periodic linear interpolation commutes with that
+        # reflection, so the symmetrisation is done on the small grid
+        mirror_h = (-torch.arange(gh, device=device)).remainder(gh)
+        mirror_w = (-torch.arange(gw, device=device)).remainder(gw)
+        maps = []
+        for weight in (self.map_real, self.map_imag):
+            sym = 0.5 * self.theta * (weight + weight.index_select(1, mirror_h).index_select(2, mirror_w))
+            maps.append(rows @ sym @ cols.T)
+        return maps[0], maps[1]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Filter ``x`` of shape ``(B, C, H, W)`` in the frequency domain."""
+        if x.ndim != 4 or x.shape[1] != self.channels:
+            raise ValueError(f"FFParserFilter: expected (B, {self.channels}, H, W) input, got {tuple(x.shape)}.")
+        height, width = x.shape[-2:]
+        real_map, imag_map = self._half_spectrum_maps(height, width)
+        spec = torch.fft.rfft2(x.to(torch.promote_types(x.dtype, torch.float32)))
+        if torch.is_grad_enabled():
+            spec = torch.complex(spec.real * real_map, spec.imag * imag_map)
+        else:  # no graph: scale the spectrum in place (see _memory)
+            parts = torch.view_as_real(spec)
+            parts[..., 0].mul_(real_map)
+            parts[..., 1].mul_(imag_map)
+        out = torch.fft.irfft2(spec, s=(height, width))
+        fmt = torch.channels_last if _is_channels_last(x) else torch.contiguous_format
+        return out.to(dtype=x.dtype, memory_format=fmt)
