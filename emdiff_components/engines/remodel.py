@@ -6,6 +6,7 @@ import json
 import logging
 import os
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -25,6 +26,7 @@ def remodel_volumes(
     seed: int = 0,
     label_key: str = "label",
     condition_key: str = "condition",
+    library: Any = None,
 ) -> list[dict[str, str]]:
     """Run a seeded remodeling ``transform`` over a datalist and write conditions and labels as a dataset layout.
 
@@ -33,6 +35,7 @@ def remodel_volumes(
 
         output_dir/conditionsTr/<name>_r<k>.tif   uint8 condition: 0 background, 1 membrane, 2 mitochondria
         output_dir/labelsTr/<name>_r<k>.tif       the matching (deformed) neuron instance labels
+        output_dir/mito_library.npz               the mitochondria library placed from (``library``, if not empty)
         output_dir/dataset.json                   written last (voxel sizes of the sources)
 
     Copy ``k`` of entry ``i`` is drawn with ``transform.set_random_state(seed + i * copies + k)``: the same seed gives
@@ -48,6 +51,8 @@ def remodel_volumes(
         copies: remodeled copies per entry, >= 1; default 1.
         seed: base seed; default 0.
         label_key, condition_key: output keys of ``transform``; default ``"label"``, ``"condition"``.
+        library: the ``MitochondriaLibrary`` the transform places from, saved beside the dataset so that a later run
+            can reuse it (``library_path``); ``None`` or an empty library: nothing saved. Default None.
 
     Returns:
         one ``{"condition", "label", "name"}`` dict of written paths per copy.
@@ -64,6 +69,8 @@ def remodel_volumes(
     if not datalist:
         raise ValueError("remodel_volumes: the datalist is empty.")
     root = os.fspath(output_dir)
+    if library is not None and len(library) > 0:
+        library.save(os.path.join(root, "mito_library.npz"))
     written, voxel_sizes = [], {}
     for i, entry in enumerate(datalist):
         for k in range(copies):

@@ -11,7 +11,7 @@ from parameterized import parameterized
 
 from emdiff_components.data import read_image, write_image
 from emdiff_components.engines import remodel_volumes
-from emdiff_components.transforms import LoadVolumed, RemodelMasksd
+from emdiff_components.transforms import LoadVolumed, MitochondriaLibrary, RemodelMasksd
 
 # (name, kwargs, message)
 ARGUMENT_ERRORS = [
@@ -67,6 +67,23 @@ class TestRemodelVolumes(unittest.TestCase):
         self.assertEqual(summary["numTraining"], 2)
         self.assertEqual(summary["voxel_sizes"], {"v_r0": [29.0, 6.0, 6.0], "v_r1": [29.0, 6.0, 6.0]})
         self.assertEqual(sorted(os.listdir(os.path.join(self.root, "a"))), ["conditionsTr", "dataset.json", "labelsTr"])
+
+    def test_library_saved_beside_the_dataset(self):
+        mito = np.zeros((2, 64, 64), np.uint8)
+        mito[:, 10:30, 20:32] = 1  # one 20 x 12 component per slice, off the border
+        library = MitochondriaLibrary.from_volumes([mito], min_area=100)
+        self.assertEqual(len(library), 2)
+        transform = Compose([LoadVolumed("label", dtype="int64"), RemodelMasksd(place=False)])
+        entries = [{"label": os.path.join(self.root, "lab.tif"), "name": "v", "voxel_size": (29.0, 6.0, 6.0)}]
+        out = os.path.join(self.root, "lib")
+        remodel_volumes(entries, transform, out, library=library)
+        saved = MitochondriaLibrary.load(os.path.join(out, "mito_library.npz"))
+        self.assertEqual(len(saved), 2)
+        for a, b in zip(saved.contours, library.contours):
+            np.testing.assert_allclose(a, b)
+        # an empty library writes nothing
+        remodel_volumes(entries, transform, os.path.join(self.root, "empty"), library=MitochondriaLibrary.from_volumes([]))
+        self.assertNotIn("mito_library.npz", os.listdir(os.path.join(self.root, "empty")))
 
     def test_other_seed_other_copies(self):
         first, other = self._run("a", seed=5), self._run("b", seed=6)
