@@ -14,7 +14,8 @@ from torch import nn
 from .blocks._memory import maybe_checkpoint
 from .blocks.msc import MSC
 from .blocks.inputs import check_conditional_inputs
-from .blocks.rgm import RGM, _check_voxel_size
+from ..utils import check_voxel_size
+from .blocks.rgm import RGM
 
 __all__ = ["NeuroDiffUNet"]
 
@@ -108,6 +109,9 @@ class NeuroDiffUNet(nn.Module):
         rgm_residual: add the RGM input to its output (the reference has no such residual); default False.
         msc_channels: widths of the MSC condition embedding; default ``(32, 64, 128, 256)``.
         norm_num_groups: GroupNorm groups (every level width must be divisible by it); default 32.
+        norm_eps: eps of the ResNet blocks' GroupNorms; default 1e-5, the reference's (``nn.GroupNorm``'s default;
+            MONAI's ``DiffusionUNetResnetBlock`` defaults to 1e-6, which moved the output of the reference weights by
+            2.6e-2).
         mamba_d_state, mamba_d_conv, mamba_expand: Mamba hyper-parameters; defaults 16, 4, 2.
         use_checkpointing: recompute each block in the backward pass instead of storing its activations
             (less memory, about one extra forward of time); default False.
@@ -149,6 +153,7 @@ class NeuroDiffUNet(nn.Module):
         rgm_residual: bool = False,
         msc_channels: Sequence[int] = (32, 64, 128, 256),
         norm_num_groups: int = 32,
+        norm_eps: float = 1e-5,
         mamba_d_state: int = 16,
         mamba_d_conv: int = 4,
         mamba_expand: int = 2,
@@ -182,14 +187,16 @@ class NeuroDiffUNet(nn.Module):
             )
         if not anisotropy_ratio > 0:
             raise ValueError(f"NeuroDiffUNet: anisotropy_ratio must be positive, got {anisotropy_ratio!r}.")
-        voxel_size = _check_voxel_size("NeuroDiffUNet", voxel_size)
+        voxel_size = check_voxel_size(voxel_size, "NeuroDiffUNet")
         self.in_channels, self.cond_channels, self.out_channels = in_channels, cond_channels, out_channels
         self.time_channels, self.widths = time_channels, widths
         self.use_msc, self.use_rgm, self.use_checkpointing = bool(use_msc), bool(use_rgm), bool(use_checkpointing)
         rgm_factors = set(rgm_factors)
 
         def res(c_in: int, c_out: int) -> DiffusionUNetResnetBlock:
-            return DiffusionUNetResnetBlock(3, c_in, emb_channels, c_out, norm_num_groups=norm_num_groups)
+            return DiffusionUNetResnetBlock(
+                3, c_in, emb_channels, c_out, norm_num_groups=norm_num_groups, norm_eps=norm_eps
+            )
 
         def unit(c_in: int, c_out: int, ds: int) -> _Unit:
             # an Identity holds the RGM's slot when there is none, so the state_dict keys of a network without RGM

@@ -151,10 +151,13 @@ class TestRPGE(unittest.TestCase):
         hidden = np.maximum(w1 @ np.array([29.0, 6.0, 12.0]) + b1, 0.0)
         np.testing.assert_allclose(pe[0, :, 1, 1, 2].detach().numpy(), w2 @ hidden + b2, rtol=1e-5, atol=1e-5)
 
-    @parameterized.expand([("two", (29, 6)), ("zero", (29, 0, 6)), ("text", "abc")])
+    @parameterized.expand([("four", (29, 6, 6, 6)), ("zero", (29, 0, 6)), ("text", "abc")])
     def test_bad_voxel_size(self, _, voxel_size):
         with self.assertRaisesRegex(ValueError, "RPGE.*voxel_size"):
             RPGE(4, voxel_size=voxel_size)
+
+    def test_two_values_mean_z_and_in_plane(self):
+        self.assertEqual(RPGE(4, voxel_size=(29, 6)).voxel_size, (29.0, 6.0, 6.0))
 
 
 class TestRGM(unittest.TestCase):

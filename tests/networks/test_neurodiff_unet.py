@@ -47,7 +47,7 @@ BAD_ARGS = [
     ("float_width", {"channels": (8, 8.0)}, "channels"),
     ("time_channels", {"time_channels": 0}, "time_channels"),
     ("deprecated_model_channels", {"model_channels": 0}, "model_channels"),
-    ("voxel_size", {"voxel_size": (29, 6)}, "voxel_size"),
+    ("voxel_size", {"voxel_size": (29, 6, 6, 6)}, "voxel_size"),
     ("anisotropy", {"anisotropy_ratio": 0}, "anisotropy_ratio"),
 ]
 

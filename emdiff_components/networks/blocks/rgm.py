@@ -7,19 +7,10 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from ...utils import check_voxel_size
 from .mamba import MambaLayer
 
 __all__ = ["RPGE", "RGM"]
-
-
-def _check_voxel_size(owner: str, voxel_size: Sequence[float]) -> tuple[float, float, float]:
-    try:
-        values = tuple(float(v) for v in voxel_size)
-    except (TypeError, ValueError):
-        raise ValueError(f"{owner}: voxel_size must be three positive numbers (r_z, r_y, r_x), got {voxel_size!r}.")
-    if len(values) != 3 or any(not v > 0 for v in values):
-        raise ValueError(f"{owner}: voxel_size must be three positive numbers (r_z, r_y, r_x), got {voxel_size!r}.")
-    return values  # type: ignore[return-value]
 
 
 class RPGE(nn.Module):
@@ -51,7 +42,7 @@ class RPGE(nn.Module):
             raise ValueError(f"RPGE: channels must be a positive int, got {channels!r}.")
         self.channels = channels
         # a buffer, so that a checkpoint carries the voxel size its network was trained with
-        self.register_buffer("resolution", torch.tensor(_check_voxel_size("RPGE", voxel_size), dtype=torch.float32))
+        self.register_buffer("resolution", torch.tensor(check_voxel_size(voxel_size, "RPGE"), dtype=torch.float32))
         self.mlp = nn.Sequential(nn.Linear(3, channels), nn.ReLU(), nn.Linear(channels, channels))
 
     @property
