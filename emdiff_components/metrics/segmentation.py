@@ -5,6 +5,11 @@ report gives the mean over images and the pooled (dataset-level) score from summ
 Lucchi++ results are usually quoted as. BIEDSNet (Table 1) adds the Hausdorff distance; with ``distances=True`` the
 report also gives the 95th-percentile and maximum Hausdorff distance per image and class, in pixels and, where the
 pixel size is known, in mm (distances do not pool, so they have a mean over images only).
+
+Empty masks follow MONAI's ``DiceMetric``: ``ignore_empty=True`` (BIEDSNet's evaluate) scores a class whose truth is
+empty as NaN, left out of the means, so slices where truth and prediction are both empty are not averaged in as Dice 1;
+``ignore_empty=False`` (the default, ECSD's evaluate) scores them 1 (and 0 where only the truth is empty). Either way
+the report counts the empty cases per class and names the convention it used.
 """
 
 from __future__ import annotations
@@ -45,31 +50,55 @@ def confusion_counts(pred: np.ndarray | torch.Tensor, truth: np.ndarray | torch.
     return np.stack([tp, fp, fn, p.size - tp - fp - fn], axis=1)
 
 
-def scores_from_counts(counts: np.ndarray) -> dict[str, np.ndarray]:
+def scores_from_counts(counts: np.ndarray, ignore_empty: bool = False) -> dict[str, np.ndarray]:
     """Dice, Jaccard, precision, recall and accuracy per row of TP, FP, FN (, TN) counts.
 
     Dice ``2TP / (2TP + FP + FN)``, Jaccard ``TP / (TP + FP + FN)``, precision ``TP / (TP + FP)``, recall
-    ``TP / (TP + FN)``, accuracy ``(TP + TN) / N`` (only when TN is given). Where a ratio is 0 / 0 the prediction
-    and the truth agree that there is nothing to find or predict, so the score is 1.0: both masks empty for Dice and
-    Jaccard, no predicted and no missed pixel for precision and recall (an empty prediction against a non-empty truth
-    gets precision 1.0 and recall 0.0).
+    ``TP / (TP + FN)``, accuracy ``(TP + TN) / N`` (only when TN is given).
+
+    Args:
+        counts: ``(..., 3)`` or ``(..., 4)`` confusion counts (TP, FP, FN[, TN]).
+        ignore_empty: the empty-mask convention, as MONAI's ``DiceMetric`` / ``MeanIoU`` (same name, same values).
+            False (default): where a ratio is 0 / 0 the prediction and the truth agree that there is nothing to find
+            or predict, so the score is 1.0 (both masks empty for Dice and Jaccard; an empty prediction against a
+            non-empty truth gets precision 1.0 and recall 0.0); a false positive on an empty truth gives Dice 0.
+            True: Dice, Jaccard and recall are NaN wherever the truth is empty (with or without false positives),
+            precision NaN wherever the prediction is empty (MONAI's ``ConfusionMatrixMetric``); accuracy unchanged.
+
+    Returns:
+        ``{"dice", "jaccard", "precision", "recall"[, "accuracy"]}``, each of the counts' leading shape.
     """
     tp, fp, fn = (counts[..., i].astype(np.float64) for i in range(3))
+    empty = np.nan if ignore_empty else 1.0
 
-    def ratio(num, den):
+    def ratio(num, den, undefined=1.0):
         with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where(den > 0, num / np.where(den > 0, den, 1), 1.0)
+            return np.where(den > 0, num / np.where(den > 0, den, 1), undefined)
 
+    # MONAI's DiceMetric(ignore_empty=True): NaN for an empty truth even with false positives (not 0)
+    truth_empty = (tp + fn) == 0 if ignore_empty else np.zeros(tp.shape, dtype=bool)
     scores = {
-        "dice": ratio(2 * tp, 2 * tp + fp + fn),
-        "jaccard": ratio(tp, tp + fp + fn),
-        "precision": ratio(tp, tp + fp),
-        "recall": ratio(tp, tp + fn),
+        "dice": np.where(truth_empty, np.nan, ratio(2 * tp, 2 * tp + fp + fn)),
+        "jaccard": np.where(truth_empty, np.nan, ratio(tp, tp + fp + fn)),
+        "precision": ratio(tp, tp + fp, empty),
+        "recall": ratio(tp, tp + fn, empty),
     }
     if counts.shape[-1] > 3:
         tn = counts[..., 3].astype(np.float64)
         scores["accuracy"] = ratio(tp + tn, tp + fp + fn + tn)
     return scores
+
+
+def _empty_flags(counts: np.ndarray) -> np.ndarray:
+    """Per row of confusion counts: ``"both"`` (truth and prediction empty), ``"truth"`` (only the truth),
+    ``"prediction"`` (only the prediction) or ``""`` (neither)."""
+    truth_empty = (counts[..., 0] + counts[..., 2]) == 0
+    pred_empty = (counts[..., 0] + counts[..., 1]) == 0
+    flags = np.full(truth_empty.shape, "", dtype=object)
+    flags[truth_empty & pred_empty] = "both"
+    flags[truth_empty & ~pred_empty] = "truth"
+    flags[~truth_empty & pred_empty] = "prediction"
+    return flags
 
 
 def _nanmean(values: np.ndarray, axis: int | tuple[int, ...] | None = None) -> np.ndarray:
@@ -119,6 +148,17 @@ class SegmentationReport:
     ``mean_hd95_px``, ``mean_hd_max_px``, ``mean_hd95_mm``, ``mean_hd_max_mm`` are the nanmean over images and
     foreground classes (as ``mean_dice`` is the mean over images and foreground classes).
 
+    Empty masks (``ignore_empty``, MONAI's ``DiceMetric`` convention, see :func:`scores_from_counts`): with
+    ``ignore_empty=True`` a class whose truth is empty in an image has NaN Dice, Jaccard and recall there (NaN
+    precision where its prediction is empty) and, with ``distances``, NaN distances (as MONAI's
+    ``HausdorffDistanceMetric``); every mean is over the defined values (``np.nanmean``), so an image where truth and
+    prediction are both empty is not averaged in as Dice 1. Whatever the convention, the summary says which was used
+    (``ignore_empty`` and ``empty_convention``) and counts per class the images where truth and prediction are both
+    empty (``empty_counts["both"]``), only the truth is (``"truth"``, false positives) and only the prediction is
+    (``"prediction"``, all missed); ``dice_images`` counts per class the images in the mean Dice. The CSV has an
+    ``empty`` column (``both`` / ``truth`` / ``prediction`` per image and class; the convention on the mean rows)
+    and rows ``empty_both``, ``empty_truth``, ``empty_prediction`` with the counts in that column.
+
     Args:
         output_dir: folder of the report files (created).
         num_classes: classes including background (default 2).
@@ -130,6 +170,9 @@ class SegmentationReport:
         spacing_key: batch-item key of the in-plane pixel size in mm, 2 values in ``(y, x)`` order (a sequence,
             array or tensor, also as left by collation); an absent key, ``None`` or NaN means unknown (no mm
             distances for that image). ``None`` (argument): never report mm. Default ``"spacing"``.
+        ignore_empty: MONAI's empty-truth convention (above); default False (empty-empty scores 1, ECSD's evaluate).
+        labelled_only: score only images whose truth has foreground (any class but 0), as papers that evaluate the
+            lesion slices only (BIEDSNet); the others are counted in ``skipped_unlabelled``; default False.
 
     Raises:
         ValueError: ``class_names`` does not have ``num_classes`` names; during the run, a pixel size that is not
@@ -156,6 +199,8 @@ class SegmentationReport:
         label_key: str = "label",
         distances: bool = False,
         spacing_key: str | None = "spacing",
+        ignore_empty: bool = False,
+        labelled_only: bool = False,
     ) -> None:
         if class_names is not None and len(class_names) != num_classes:
             raise ValueError(f"SegmentationReport: {len(class_names)} class_names for {num_classes} classes.")
@@ -166,6 +211,9 @@ class SegmentationReport:
         self.label_key = label_key
         self.distances = bool(distances)
         self.spacing_key = spacing_key
+        self.ignore_empty = bool(ignore_empty)
+        self.labelled_only = bool(labelled_only)
+        self.skipped_unlabelled = 0
         # (name, slice, confusion counts (C, 4), distances (4, C) or None, pixel size or None)
         self.rows: list[tuple[str, int, np.ndarray, np.ndarray | None, tuple[float, ...] | None]] = []
 
@@ -176,12 +224,16 @@ class SegmentationReport:
 
     def reset(self, engine: Engine | None = None) -> None:
         self.rows = []
+        self.skipped_unlabelled = 0
 
     def update(self, engine: Engine) -> None:
         batch, output = engine.state.batch, engine.state.output
         for item, out in zip(batch, output):
             pred, truth = out[self.pred_key], out[self.label_key]
             counts = confusion_counts(pred, truth, self.num_classes)
+            if self.labelled_only and counts[1:, 0].sum() + counts[1:, 2].sum() == 0:  # no foreground in the truth
+                self.skipped_unlabelled += 1
+                continue
             name = str(item.get("name", len(self.rows)))
             dist, spacing = None, None
             if self.distances:
@@ -223,27 +275,45 @@ class SegmentationReport:
         if spacing is not None:
             mm = hausdorff_distances(pred, truth, self.num_classes, spacing=spacing)
             dist[2], dist[3] = mm["hd95"], mm["hd_max"]
+        if self.ignore_empty:  # as MONAI's HausdorffDistanceMetric: no distance to an empty truth, not 0
+            dist[:, [not (truth == c).any() for c in range(self.num_classes)]] = np.nan
         return dist
 
     def summary(self) -> dict[str, Any]:
-        """Per-image scores, their mean per class, and pooled scores per class (NaN for undefined distances)."""
+        """Per-image scores, their mean per class, and pooled scores per class (NaN for undefined values)."""
         if not self.rows:
-            raise RuntimeError("SegmentationReport: no images were evaluated.")
-        all_counts = np.stack([row[2] for row in self.rows])
-        per_image = scores_from_counts(all_counts)
-        pooled = scores_from_counts(all_counts.sum(0))
-        result: dict[str, Any] = {"num_images": len(self.rows), "classes": self.class_names, "per_image": []}
-        for i, (name, z, *_) in enumerate(self.rows):
-            result["per_image"].append(
-                {"name": name, "slice": z, **{m: dict(zip(self.class_names, per_image[m][i].tolist())) for m in per_image}}
+            raise RuntimeError(
+                f"SegmentationReport: no images were evaluated ({self.skipped_unlabelled} skipped without foreground)."
             )
-        result["mean"] = {m: dict(zip(self.class_names, per_image[m].mean(0).tolist())) for m in per_image}
-        result["pooled"] = {m: dict(zip(self.class_names, pooled[m].tolist())) for m in pooled}
+        all_counts = np.stack([row[2] for row in self.rows])
+        per_image = scores_from_counts(all_counts, self.ignore_empty)
+        pooled = scores_from_counts(all_counts.sum(0), self.ignore_empty)
+        flags = _empty_flags(all_counts)
+        names = self.class_names
+        result: dict[str, Any] = {"num_images": len(self.rows), "classes": names, "per_image": []}
+        for i, (name, z, *_) in enumerate(self.rows):
+            entry = {"name": name, "slice": z, **{m: dict(zip(names, per_image[m][i].tolist())) for m in per_image}}
+            result["per_image"].append({**entry, "empty": dict(zip(names, flags[i].tolist()))})
+        result["mean"] = {m: dict(zip(names, _nanmean(per_image[m], axis=0).tolist())) for m in per_image}
+        result["pooled"] = {m: dict(zip(names, pooled[m].tolist())) for m in pooled}
         foreground = slice(1, None)
-        result["mean_dice"] = float(per_image["dice"][:, foreground].mean())
-        result["mean_jaccard"] = float(per_image["jaccard"][:, foreground].mean())
-        result["pooled_dice"] = float(pooled["dice"][foreground].mean())
-        result["pooled_jaccard"] = float(pooled["jaccard"][foreground].mean())
+        result["mean_dice"] = float(_nanmean(per_image["dice"][:, foreground]))
+        result["mean_jaccard"] = float(_nanmean(per_image["jaccard"][:, foreground]))
+        result["pooled_dice"] = float(_nanmean(pooled["dice"][foreground]))
+        result["pooled_jaccard"] = float(_nanmean(pooled["jaccard"][foreground]))
+        result["ignore_empty"] = self.ignore_empty
+        result["empty_convention"] = (
+            "MONAI DiceMetric ignore_empty=True: Dice, Jaccard, recall (and distances) NaN where the truth of a class "
+            "is empty, precision NaN where its prediction is; NaN left out of every mean"
+            if self.ignore_empty
+            else "MONAI DiceMetric ignore_empty=False: Dice 1 where truth and prediction are both empty, 0 where only "
+            "the truth is; included in the means"
+        )
+        result["empty_counts"] = {
+            kind: dict(zip(names, (flags == kind).sum(0).tolist())) for kind in ("both", "truth", "prediction")
+        }
+        result["dice_images"] = dict(zip(names, np.isfinite(per_image["dice"]).sum(0).tolist()))
+        result["skipped_unlabelled"] = self.skipped_unlabelled
         if self.distances:
             self._add_distances(result)
         return result
@@ -269,19 +339,30 @@ class SegmentationReport:
         with atomic_write(csv_path) as tmp, open(tmp, "w", newline="") as f:
             writer = csv.writer(f)
             metrics = list(summary["mean"])
-            writer.writerow(["name", "slice", "class", *metrics])
+            writer.writerow(["name", "slice", "class", "empty", *metrics])
             for entry in summary["per_image"]:
                 for cls in self.class_names:
-                    writer.writerow([entry["name"], entry["slice"], cls, *(_csv_cell(entry[m][cls]) for m in metrics)])
+                    cells = (_csv_cell(entry[m][cls]) for m in metrics)
+                    writer.writerow([entry["name"], entry["slice"], cls, entry["empty"][cls], *cells])
+            convention = {"mean": f"ignore_empty={self.ignore_empty}", "pooled": ""}
             for kind in ("mean", "pooled"):
                 for cls in self.class_names:
                     values = (summary[kind].get(m, {}).get(cls) for m in metrics)  # pooled: no distances
-                    writer.writerow([kind, "", cls, *map(_csv_cell, values)])
+                    writer.writerow([kind, "", cls, convention[kind], *map(_csv_cell, values)])
+            for kind, counts in summary["empty_counts"].items():  # the count of images is in the `empty` column
+                for cls in self.class_names:
+                    writer.writerow([f"empty_{kind}", "", cls, counts[cls], *[""] * len(metrics)])
         logger.info(
             "%d images: mean Dice %.4f, mean Jaccard %.4f, pooled Dice %.4f, pooled Jaccard %.4f (foreground classes); "
             "written to %s",
             summary["num_images"], summary["mean_dice"], summary["mean_jaccard"], summary["pooled_dice"],
             summary["pooled_jaccard"], json_path,
+        )
+        logger.info(
+            "empty masks (ignore_empty=%s): images per class with truth and prediction empty %s, truth only %s, "
+            "prediction only %s; images in the mean Dice %s; skipped without foreground: %d",
+            self.ignore_empty, summary["empty_counts"]["both"], summary["empty_counts"]["truth"],
+            summary["empty_counts"]["prediction"], summary["dice_images"], summary["skipped_unlabelled"],
         )
         keys = ["mean_dice", "mean_jaccard", "pooled_dice", "pooled_jaccard"]
         if self.distances:

@@ -10,7 +10,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import torch
-from monai.metrics import DiceMetric, MeanIoU
+from monai.metrics import DiceMetric, MeanIoU, compute_confusion_matrix_metric, get_confusion_matrix
 from monai.networks.utils import one_hot
 from ignite.engine import Engine
 from parameterized import parameterized
@@ -24,6 +24,15 @@ HAND_CASES = [
     ("empty_truth", [[1, 0]], [[0, 0]], 2, [2 / 3, 0.0], [1 / 2, 0.0]),
     ("empty_pred", [[0, 0]], [[1, 0]], 2, [2 / 3, 0.0], [1 / 2, 0.0]),
     ("three_class", [[0, 1, 2, 2]], [[0, 1, 1, 2]], 3, [1.0, 2 / 3, 2 / 3], [1.0, 1 / 2, 1 / 2]),
+]
+
+
+# (name, prediction, truth, class-1 Dice with ignore_empty=True, with ignore_empty=False), by hand
+EMPTY_CASES = [
+    ("empty_both", [[0, 0, 0, 0]], [[0, 0, 0, 0]], np.nan, 1.0),
+    ("false_positive_on_empty_truth", [[1, 0, 0, 0]], [[0, 0, 0, 0]], np.nan, 0.0),  # MONAI: NaN, not 0
+    ("empty_prediction", [[0, 0, 0, 0]], [[1, 1, 0, 0]], 0.0, 0.0),
+    ("overlap", [[1, 1, 0, 0]], [[1, 0, 0, 0]], 2 / 3, 2 / 3),
 ]
 
 
@@ -57,6 +66,25 @@ class TestSegmentationScores(unittest.TestCase):
             np.testing.assert_allclose(ours["dice"], dice[i].numpy(), rtol=1e-5)
             np.testing.assert_allclose(ours["jaccard"], iou[i].numpy(), rtol=1e-5)
 
+    @parameterized.expand(EMPTY_CASES)
+    def test_empty_conventions_match_monai(self, _, pred, truth, dice_ignore, dice_count):
+        pred_t, truth_t = torch.tensor(pred)[None, None], torch.tensor(truth)[None, None]
+        counts = confusion_counts(np.array(pred), np.array(truth), 2)
+        for ignore_empty, expected in ((True, dice_ignore), (False, dice_count)):
+            ours = scores_from_counts(counts, ignore_empty=ignore_empty)
+            np.testing.assert_array_equal(ours["dice"][1], expected)  # by hand; NaN equals NaN here
+            for metric, monai_cls in (("dice", DiceMetric), ("jaccard", MeanIoU)):
+                theirs = monai_cls(include_background=True, reduction="none", ignore_empty=ignore_empty)(
+                    one_hot(pred_t, 2), one_hot(truth_t, 2)
+                )
+                np.testing.assert_allclose(ours[metric], theirs[0].numpy(), rtol=1e-6, equal_nan=True)
+        # precision and recall under ignore_empty=True: NaN for 0 / 0, as MONAI's ConfusionMatrixMetric
+        matrix = get_confusion_matrix(one_hot(pred_t, 2), one_hot(truth_t, 2), include_background=True)
+        ours = scores_from_counts(counts, ignore_empty=True)
+        for metric in ("precision", "recall", "accuracy"):
+            theirs = compute_confusion_matrix_metric(metric, matrix)[0].numpy()
+            np.testing.assert_allclose(ours[metric], theirs, rtol=1e-6, equal_nan=True)
+
     def test_shape_mismatch(self):
         with self.assertRaisesRegex(ValueError, "pixels"):
             confusion_counts(np.zeros(4), np.zeros(5), 2)
@@ -89,10 +117,78 @@ class TestSegmentationReport(unittest.TestCase):
                 self.assertAlmostEqual(saved[key], summary[key])
             self.assertEqual(sorted(os.listdir(tmp)), ["metrics.csv", "metrics.json"])  # no temporary files
             rows = list(csv.DictReader(open(f"{tmp}/metrics.csv")))
-            self.assertEqual(len(rows), 2 * 2 + 2 * 2)  # 2 images x 2 classes, mean and pooled x 2 classes
-            columns = {"name", "slice", "class", "dice", "jaccard", "precision", "recall", "accuracy"}
+            # 2 images x 2 classes, mean and pooled x 2 classes, 3 empty-count rows x 2 classes
+            self.assertEqual(len(rows), 2 * 2 + 2 * 2 + 3 * 2)
+            columns = {"name", "slice", "class", "empty", "dice", "jaccard", "precision", "recall", "accuracy"}
             self.assertEqual(set(rows[0]), columns)
             self.assertAlmostEqual(float(rows[1]["precision"]), 0.5)  # image a slice 0, mito: TP 1, FP 1
+
+    def _empty_case_report(self, tmp: str, **kwargs) -> tuple[dict, list[dict]]:
+        """Three slices: an overlap (Dice 2/3), truth and prediction both empty, a false positive on empty truth."""
+        report = SegmentationReport(tmp, num_classes=2, class_names=["bg", "lesion"], **kwargs)
+        engine = SimpleNamespace(state=SimpleNamespace(metrics={}))
+        engine.state.batch = [{"name": "a", "slice": z} for z in range(3)]
+        engine.state.output = [
+            {"pred": torch.tensor([[1, 1, 0, 0]]), "label": torch.tensor([[1, 0, 0, 0]])},
+            {"pred": torch.tensor([[0, 0, 0, 0]]), "label": torch.tensor([[0, 0, 0, 0]])},
+            {"pred": torch.tensor([[0, 1, 0, 0]]), "label": torch.tensor([[0, 0, 0, 0]])},
+        ]
+        report.reset()
+        report.update(engine)
+        summary = report.write(engine)
+        return summary, list(csv.DictReader(open(f"{tmp}/metrics.csv")))
+
+    def test_empty_truth_left_out_under_monai_convention(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            summary, rows = self._empty_case_report(tmp, ignore_empty=True)
+            saved = json.load(open(f"{tmp}/metrics.json"))
+        # the empty-empty and the false-positive slice have no Dice (NaN, JSON null); the mean is the overlap's 2/3
+        self.assertAlmostEqual(summary["mean_dice"], 2 / 3)
+        self.assertAlmostEqual(summary["mean"]["dice"]["lesion"], 2 / 3)
+        self.assertAlmostEqual(summary["mean_jaccard"], 1 / 2)
+        self.assertEqual([e["dice"]["lesion"] for e in saved["per_image"]], [2 / 3, None, None])
+        self.assertEqual(summary["empty_counts"]["both"], {"bg": 0, "lesion": 1})
+        self.assertEqual(summary["empty_counts"]["truth"], {"bg": 0, "lesion": 1})
+        self.assertEqual(summary["empty_counts"]["prediction"], {"bg": 0, "lesion": 0})
+        self.assertEqual(summary["dice_images"], {"bg": 3, "lesion": 1})
+        self.assertTrue(saved["ignore_empty"])
+        self.assertIn("ignore_empty=True", saved["empty_convention"])
+        # pooled over the three slices: TP 1, FP 2, FN 0 (the truth is not empty in total)
+        self.assertAlmostEqual(summary["pooled_dice"], 2 / (2 + 2))
+        # recall NaN on both empty-truth slices, precision NaN on the empty-empty one only; nanmean over the rest
+        self.assertAlmostEqual(summary["mean"]["recall"]["lesion"], 1.0)
+        self.assertAlmostEqual(summary["mean"]["precision"]["lesion"], (1 / 2 + 0) / 2)
+        by_key = {(r["name"], r["slice"], r["class"]): r for r in rows}
+        self.assertEqual([by_key[("a", str(z), "lesion")]["empty"] for z in range(3)], ["", "both", "truth"])
+        self.assertEqual(by_key[("a", "1", "lesion")]["dice"], "")
+        self.assertEqual(by_key[("mean", "", "lesion")]["empty"], "ignore_empty=True")
+        self.assertEqual(by_key[("empty_both", "", "lesion")]["empty"], "1")
+        self.assertEqual(by_key[("empty_truth", "", "lesion")]["empty"], "1")
+
+    def test_empty_counted_as_one_without_ignore_empty(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            summary, rows = self._empty_case_report(tmp, ignore_empty=False)
+        self.assertAlmostEqual(summary["mean_dice"], (2 / 3 + 1 + 0) / 3)  # MONAI ignore_empty=False: 1 and 0
+        self.assertEqual(summary["empty_counts"]["both"]["lesion"], 1)  # counted all the same
+        self.assertEqual(summary["dice_images"]["lesion"], 3)
+        self.assertFalse(summary["ignore_empty"])
+        self.assertEqual({r["empty"] for r in rows if r["name"] == "mean"}, {"ignore_empty=False"})
+
+    def test_labelled_only_skips_slices_without_foreground(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            summary, _ = self._empty_case_report(tmp, ignore_empty=True, labelled_only=True)
+            self.assertEqual(summary["num_images"], 1)
+            self.assertEqual(summary["skipped_unlabelled"], 2)
+            self.assertEqual([e["slice"] for e in summary["per_image"]], [0])
+            self.assertAlmostEqual(summary["pooled_dice"], 2 / 3)  # the false positive of slice 2 is not scored
+            self.assertEqual(summary["empty_counts"]["both"]["lesion"], 0)
+            report = SegmentationReport(tmp, labelled_only=True)
+            engine = SimpleNamespace(state=SimpleNamespace(metrics={}))
+            engine.state.batch = [{"name": "b"}]
+            engine.state.output = [{"pred": torch.ones(1, 4, dtype=torch.long), "label": torch.zeros(1, 4)}]
+            report.update(engine)
+            with self.assertRaisesRegex(RuntimeError, "no images.*1 skipped"):
+                report.summary()
 
     def test_errors(self):
         with self.assertRaisesRegex(ValueError, "class_names"):
@@ -179,7 +275,7 @@ class TestSegmentationReportDistances(unittest.TestCase):
             self.assertAlmostEqual(saved["mean_hd_max_px"], 2 / 3, places=5)
 
             rows = list(csv.DictReader(open(f"{tmp}/metrics.csv")))
-            self.assertEqual(len(rows), 2 * 3 + 2 * 3)
+            self.assertEqual(len(rows), 2 * 3 + 2 * 3 + 3 * 3)
             self.assertEqual(list(rows[0])[-4:], ["hd95_px", "hd_max_px", "hd95_mm", "hd_max_mm"])
             by_key = {(r["name"], r["slice"], r["class"]): r for r in rows}
             self.assertAlmostEqual(float(by_key[("a", "0", "mito")]["hd_max_mm"]), 1.0, places=5)
@@ -189,6 +285,17 @@ class TestSegmentationReportDistances(unittest.TestCase):
             pooled = by_key[("pooled", "", "mito")]
             self.assertEqual([pooled[m] for m in ("hd95_px", "hd_max_px", "hd95_mm", "hd_max_mm")], [""] * 4)
             self.assertAlmostEqual(float(pooled["dice"]), 2 * 3 / (2 * 3 + 6 + 15))  # TP 3, FP 6, FN 6 + 9
+
+    def test_no_distance_to_empty_truth_under_ignore_empty(self):
+        # class "other" is empty in truth and prediction: distance 0 by default, NaN (left out) with ignore_empty
+        item = {"name": "a", "pred": square(left=4), "label": square()}
+        with tempfile.TemporaryDirectory() as tmp:
+            report = SegmentationReport(tmp, num_classes=3, distances=True, ignore_empty=True)
+            run_report(report, [[item]])
+            summary = report.summary()
+        self.assertTrue(math.isnan(summary["per_image"][0]["hd95_px"]["class_2"]))
+        self.assertAlmostEqual(summary["mean_hd95_px"], 2.0, places=5)  # class 1 only, not (2 + 0) / 2
+        self.assertEqual(summary["hd_undefined"]["class_2"], 1)
 
     @parameterized.expand(SPACING_CASES)
     def test_spacing_forms_and_axis_order(self, _, spacing, expected_mm):
@@ -220,7 +327,7 @@ class TestSegmentationReportDistances(unittest.TestCase):
             engine = run_report(off, [[item]])
             summary = json.load(open(f"{tmp}/metrics.json"))
         self.assertFalse(any("hd" in key for key in summary) or any("hd" in key for key in engine.state.metrics))
-        scores = {"name", "slice", "dice", "jaccard", "precision", "recall", "accuracy"}
+        scores = {"name", "slice", "empty", "dice", "jaccard", "precision", "recall", "accuracy"}
         self.assertEqual(set(summary["per_image"][0]), scores)
 
     @parameterized.expand(BAD_SPACING)
