@@ -39,7 +39,29 @@ BAD_ARGS = [
     ("too_few_levels_ds", {"channels": (8, 16, 16)}, "BIEDSNet.*channels"),
     ("in_channels", {"in_channels": 0}, "BIEDSNet.*in_channels"),
     ("res_blocks", {"num_res_blocks": 0}, "BIEDSNet.*num_res_blocks"),
+    ("decoder_res_blocks", {"num_decoder_res_blocks": 0}, "BIEDSNet.*num_decoder_res_blocks"),
 ]
+
+# (name, constructor overrides, ADRBs per encoder level, ADRBs per decoder level)
+BLOCK_COUNT_CASES = [
+    ("paper_default", {}, 3, 3),
+    ("lighter_decoder", {"num_decoder_res_blocks": 2}, 3, 2),
+    ("one_count_for_both", {"num_res_blocks": 2}, 2, 2),
+]
+
+PAPER_WIDTHS = (32, 64, 128, 256, 512)
+EMBEDDING = 4 * PAPER_WIDTHS[0]  # time-embedding width
+
+
+def adrb_parameters(in_c: int, out_c: int, emb: int = EMBEDDING) -> int:
+    """Parameters of one ADRB by hand: three bias-free 3x3 CGR convolutions (x -> out twice, out -> out) with their
+    GroupNorm affine pairs, the time Linear (weight + bias), CBAM channel attention (two bias-free 1x1 convolutions
+    through ``out // 16``), the 7x7 two-to-one spatial-attention convolution, and a 1x1 skip when widths differ."""
+    convs = 9 * in_c * out_c * 2 + 9 * out_c * out_c + 3 * 2 * out_c
+    time = emb * out_c + out_c
+    attention = 2 * out_c * (out_c // 16) + 2 * 7 * 7
+    skip = in_c * out_c + out_c if in_c != out_c else 0
+    return convs + time + attention + skip
 
 
 def _inputs(batch: int, in_ch: int, cond_ch: int, h: int, w: int, seed: int = 0):
@@ -163,9 +185,50 @@ class TestBIEDSNet(unittest.TestCase):
 
         plain, full = _net(use_adrb=False), _net()
         self.assertFalse(any(isinstance(m, ADRB) for m in plain.modules()))
-        self.assertEqual(sum(isinstance(m, TimeResBlock) for m in plain.modules()), 5 * 3 + 4 * 2)
-        self.assertEqual(sum(isinstance(m, ADRB) for m in full.modules()), 5 * 3 + 4 * 2)
+        self.assertEqual(sum(isinstance(m, TimeResBlock) for m in plain.modules()), 5 * 3 + 4 * 3)
+        self.assertEqual(sum(isinstance(m, ADRB) for m in full.modules()), 5 * 3 + 4 * 3)
         self.assertLess(sum(p.numel() for p in plain.parameters()), sum(p.numel() for p in full.parameters()))
+
+    @parameterized.expand(BLOCK_COUNT_CASES)
+    def test_adrbs_per_level(self, _, overrides, encoder, decoder):
+        net = _net(**overrides)
+        # counted from the module tree: ADRB children of each level's ModuleList, deepest decoder level first
+        self.assertEqual([sum(isinstance(b, ADRB) for b in level) for level in net.encoder], [encoder] * 5)
+        self.assertEqual([sum(isinstance(b, ADRB) for b in level) for level in net.decoder], [decoder] * 4)
+        self.assertEqual(sum(isinstance(m, ADRB) for m in net.modules()), 5 * encoder + 4 * decoder)
+        # the first block of a decoder level takes the concatenation with the skip, the others the level width
+        for level, width in zip(net.decoder, (32, 16, 16, 8)):
+            self.assertEqual(level[0].direct[0].in_channels, 2 * width)
+            self.assertTrue(all(b.direct[0].in_channels == width for b in level[1:]))
+        self.assertEqual(net.stride, 16)  # the block count changes no resolution
+
+    def test_stride_kept(self):
+        for channels, stride in (((8, 16, 16, 32, 32), 16), ((8, 16, 16, 32), 8)):
+            net = _net(channels=channels).eval()
+            self.assertEqual(net.stride, stride)
+            x, t, cond = _inputs(1, 1, 1, stride, 2 * stride)  # the smallest input it accepts
+            with torch.no_grad():
+                self.assertEqual(net(x, t, cond).shape, (1, 1, stride, 2 * stride))
+            with self.assertRaisesRegex(ValueError, f"BIEDSNet.*divisible by {stride}"):
+                net(x[..., : stride // 2], t, cond[..., : stride // 2])
+
+    def test_parameter_count_at_paper_widths(self):
+        net = BIEDSNet(channels=PAPER_WIDTHS)
+        adrbs = [m for m in net.modules() if isinstance(m, ADRB)]
+        by_module = sum(p.numel() for m in adrbs for p in m.parameters())
+        encoder = sum(
+            adrb_parameters(prev if j == 0 else c, c)
+            for prev, c in zip((32, *PAPER_WIDTHS[:-1]), PAPER_WIDTHS)
+            for j in range(3)
+        )
+        decoder = sum(adrb_parameters(2 * c if j == 0 else c, c) for c in PAPER_WIDTHS[:-1] for j in range(3))
+        self.assertEqual(by_module, encoder + decoder)
+        # the paper's third decoder ADRB adds one ADRB(c, c) per decoder level to the old two-block decoder
+        light = BIEDSNet(channels=PAPER_WIDTHS, num_decoder_res_blocks=2)
+        total, total_light = (sum(p.numel() for p in n.parameters()) for n in (net, light))
+        self.assertEqual(total - total_light, sum(adrb_parameters(c, c) for c in PAPER_WIDTHS[:-1]))
+        self.assertEqual(total, 37_489_202)  # pinned (README: 37.5 M); 35_063_050 with num_decoder_res_blocks=2
+        self.assertEqual(total_light, 35_063_050)
 
     def test_condition_matters(self):
         net = _net().eval()
