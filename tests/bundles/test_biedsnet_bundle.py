@@ -12,6 +12,7 @@ import nibabel as nib
 import numpy as np
 import tifffile
 import torch
+import torch.nn.functional as F
 from monai.bundle import ConfigParser, ConfigWorkflow
 
 import bundle_testing
@@ -121,7 +122,10 @@ class TestBIEDSNetBundleConfigs(unittest.TestCase):
             folders.append(str(Path(parser.get_parsed_content(path_key))).removesuffix("/model.pt"))
         self.assertEqual(folders[0], folders[1])
         self.assertTrue(folders[0].endswith("models/no_bffm-no_adrb-mse_loss-no_deep_supervision"))
-        for base, overlay in (("train.json", "multi_gpu_train.json"), ("inference.json", "evaluate.json")):
+        for base, overlay in (
+            ("train.json", "multi_gpu_train.json"), ("inference.json", "evaluate.json"),
+            ("inference.json", "evaluate_paper.json"),
+        ):
             base_parser = ConfigParser()
             base_parser.read_config(str(CONFIGS / base))
             for key in json.loads((CONFIGS / overlay).read_text()):
@@ -208,6 +212,63 @@ class TestBIEDSNetBundleEndToEnd(unittest.TestCase):
             self.assertEqual(metrics["num_images"], 6)  # slices 24-29
             for entry in metrics["per_image"]:
                 self.assertTrue(0.0 <= entry["dice"]["foreground"] <= 1.0)
+
+
+def tiny_volume(out: Path, labelled=(0, 1), num_slices: int = 4, shape=(40, 48)) -> Path:
+    """A synthetic NIfTI test volume (Z, Y, X) = (4, 40, 48): a bright square lesion on the ``labelled`` slices only."""
+    g = np.random.default_rng(0)
+    images = g.normal(0, 20, (num_slices, *shape)).astype(np.int16) - 600
+    labels = np.zeros((num_slices, *shape), np.uint8)
+    for z in labelled:
+        labels[z, 10 + 2 * z : 25, 12:30] = 1
+        images[z][labels[z] > 0] += 500
+    for kind, volume in (("imagesTs", images), ("labelsTs", labels)):
+        (out / kind).mkdir(parents=True, exist_ok=True)
+        nib.save(nib.Nifti1Image(volume.T, np.diag([0.7, 0.7, 5.0, 1.0])), str(out / kind / "ct_001.nii.gz"))
+    return out
+
+
+class TestBIEDSNetPaperEvaluation(unittest.TestCase):
+    """evaluate.json scores every slice under MONAI's empty-truth convention; evaluate_paper.json the labelled
+    slices only, resized to 256 x 256 (labels nearest), as the paper."""
+
+    def _report(self, configs: list[str], root: Path, data: Path):
+        wf = workflow(["inference.json", *configs], "infer", bundle_root=str(root), dataset_dir=str(data), **FAST)
+        (root / "models").mkdir(parents=True, exist_ok=True)
+        torch.manual_seed(0)
+        torch.save(wf.parser.get_parsed_content("network_def").state_dict(), root / "models" / "model.pt")
+        wf.initialize()
+        wf.run()
+        wf.finalize()
+        report = next(h for h in wf.parser.get_parsed_content("handlers") if type(h).__name__ == "SegmentationReport")
+        return report, json.loads((Path(report.output_dir) / "metrics.json").read_text())
+
+    def test_every_slice_and_paper_slices(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            data, root = tiny_volume(Path(tmp) / "data"), Path(tmp) / "bundle"
+            labels = nib.load(str(data / "labelsTs" / "ct_001.nii.gz")).get_fdata().T  # (Z, Y, X)
+
+            report, metrics = self._report(["evaluate.json"], root, data)
+            self.assertEqual(metrics["num_images"], 4)  # every slice, at its own 40 x 48
+            self.assertTrue(metrics["ignore_empty"])
+            self.assertEqual(metrics["dice_images"]["foreground"], 2)  # the two empty-truth slices are left out
+            empty = metrics["empty_counts"]
+            self.assertEqual(empty["both"]["foreground"] + empty["truth"]["foreground"], 2)
+            self.assertEqual([e["dice"]["foreground"] is None for e in metrics["per_image"]], [False, False, True, True])
+            self.assertTrue(all(row[2][1].sum() == 40 * 48 for row in report.rows))
+
+            report, metrics = self._report(["evaluate.json", "evaluate_paper.json"], root, data)
+            self.assertEqual(Path(report.output_dir).name, "evaluate_paper")
+            self.assertEqual([e["slice"] for e in metrics["per_image"]], [0, 1])  # unlabelled slices are skipped
+            self.assertEqual(metrics["empty_counts"]["both"]["foreground"], 0)
+            self.assertTrue(report.labelled_only and report.ignore_empty)
+            for (name, z, counts, *_), label in zip(report.rows, labels[:2]):
+                # scored at 256 x 256: every class row holds 256 * 256 pixels; the truth is the nearest resize
+                self.assertEqual(counts.sum(1).tolist(), [256 * 256] * 2)
+                nearest = F.interpolate(torch.as_tensor(label)[None, None], size=(256, 256), mode="nearest")
+                self.assertEqual(int(counts[1, 0] + counts[1, 2]), int((nearest > 0).sum()))
+            self.assertIsNone(metrics["per_image"][0]["hd95_mm"]["foreground"])  # resized: no pixel size in mm
+            self.assertTrue((Path(report.output_dir) / "figure.png").is_file())
 
 
 class TestBIEDSNetBundleBadInput(BadInputCases, unittest.TestCase):
