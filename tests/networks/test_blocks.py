@@ -24,15 +24,6 @@ from emdiff_components.networks.blocks import (
     TimestepEmbedding,
 )
 
-_THREADS = torch.get_num_threads()
-
-
-def setUpModule() -> None:  # noqa: N802 - unittest hook name
-    torch.set_num_threads(min(2, _THREADS))
-
-
-def tearDownModule() -> None:  # noqa: N802
-    torch.set_num_threads(_THREADS)
 
 
 def _randn(*shape: int, seed: int = 0, dtype: torch.dtype = torch.float64) -> torch.Tensor:

@@ -14,15 +14,6 @@ from parameterized import parameterized
 from emdiff_components.networks.blocks import MSC, RGM, RPGE, MambaLayer
 from emdiff_components.networks.blocks import mamba as mamba_module
 
-_THREADS = torch.get_num_threads()
-
-
-def setUpModule() -> None:  # noqa: N802 - unittest hook name
-    torch.set_num_threads(1)
-
-
-def tearDownModule() -> None:  # noqa: N802
-    torch.set_num_threads(_THREADS)
 
 
 # mamba_ssm.Mamba(d_model=8) parameters, written out from mamba_ssm/modules/mamba_simple.py (state-spaces/mamba):

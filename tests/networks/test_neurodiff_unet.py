@@ -10,15 +10,6 @@ from parameterized import parameterized
 from emdiff_components.networks import NeuroDiffUNet
 from emdiff_components.networks.blocks import MSC, RGM
 
-_THREADS = torch.get_num_threads()
-
-
-def setUpModule() -> None:  # noqa: N802 - unittest hook name
-    torch.set_num_threads(1)
-
-
-def tearDownModule() -> None:  # noqa: N802
-    torch.set_num_threads(_THREADS)
 
 
 # small widths, 4 levels (in-plane factors 1, 2, 4, 8), RGM at 2, 4, 8 so that every kind of block is present
