@@ -81,6 +81,10 @@ class TestNeuroDiffBundleConfigs(unittest.TestCase):
         self.assertEqual((parser["ema_decay"], parser["ema_update_every"], parser["ema_start_step"]), (0.995, 10, 2000))
         self.assertEqual(parser["channels"], [32, 64, 64, 128, 128, 256, 256])
         self.assertEqual(parser["time_channels"], 64)
+        # no random flips (neither the paper nor the public trainer): both RandFlipd stay, with probability 0
+        self.assertEqual(parser["flip_prob"], 0.0)
+        flips = [t for t in parser.get_parsed_content("train#random_transforms") if type(t).__name__ == "RandFlipd"]
+        self.assertEqual([t.prob for t in flips], [0.0, 0.0])
         self.assertEqual(parser["num_steps"] * parser["accumulation_steps"],
                          parser.get_parsed_content("train#trainer#max_epochs") * parser["epoch_length"])
         remodel = ConfigParser()
