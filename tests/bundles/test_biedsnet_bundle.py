@@ -254,7 +254,8 @@ class TestBIEDSNetPaperEvaluation(unittest.TestCase):
             self.assertEqual(metrics["dice_images"]["foreground"], 2)  # the two empty-truth slices are left out
             empty = metrics["empty_counts"]
             self.assertEqual(empty["both"]["foreground"] + empty["truth"]["foreground"], 2)
-            self.assertEqual([e["dice"]["foreground"] is None for e in metrics["per_image"]], [False, False, True, True])
+            undefined = [e["dice"]["foreground"] is None for e in metrics["per_image"]]
+            self.assertEqual(undefined, [False, False, True, True])
             self.assertTrue(all(row[2][1].sum() == 40 * 48 for row in report.rows))
 
             report, metrics = self._report(["evaluate.json", "evaluate_paper.json"], root, data)
