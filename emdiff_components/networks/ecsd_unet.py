@@ -1,4 +1,4 @@
-"""ECSD / Cold SegDiffusion improved ResUNet: predicts the clean mask x0 from the degraded mask x_t and the image."""
+"""ECSD / Cold SegDiffusion ResUNet: predicts the clean mask x0 from the degraded mask x_t and the image."""
 
 from __future__ import annotations
 
@@ -11,9 +11,14 @@ import torch.nn.functional as F
 from monai.networks.blocks import Convolution
 from torch import nn
 
-from .blocks._memory import maybe_checkpoint
-from .blocks.conditioning import ConditionalCrossAttentionModule, ContrastEnhancementModule
-from .blocks.embeddings import TimestepEmbedding
+from .blocks._memory import add_, maybe_checkpoint
+from .blocks.cold_segdiff import (
+    ContrastEnhancementBlock,
+    LinearSelfAttention,
+    MIDBottleneck,
+    SinusoidalTimeEmbedding,
+    SoftmaxSelfAttention,
+)
 from .blocks.inputs import check_conditional_inputs
 from .blocks.resnet import TimeResBlock
 
@@ -21,10 +26,11 @@ __all__ = ["ECSDUNet"]
 
 
 def _downsample(in_channels: int, out_channels: int) -> nn.Module:
-    """2x2 convolution with stride 2: halves H and W without discarding pixels.
+    """2x2 convolution with stride 2: the reference's pixel-unshuffle + 1x1 convolution as one operation.
 
-    The same map as pixel-unshuffle followed by a 1x1 convolution, but without materialising the unshuffled tensor
-    (2x faster in the profile).
+    ``rearrange('b c (h p1) (w p2) -> b (c p1 p2) h w')`` then a 1x1 convolution with weight (O, 4C) is the 2x2
+    stride-2 convolution with weight ``W.reshape(O, C, 2, 2)``; the unshuffled tensor is never materialised (2x
+    faster in the profile).
     """
     return Convolution(2, in_channels, out_channels, strides=2, kernel_size=2, padding=0, conv_only=True)
 
@@ -62,76 +68,95 @@ class _Upsample(nn.Module):
         return out
 
 
-class _Encoder(nn.Module):
-    """Stem convolution and the per-level ResBlocks / downsampling shared by the main and the conditional encoder."""
+class _Level(nn.Module):
+    """One level of an encoder or of the decoder: two ResBlocks, a residual self-attention, a resampling."""
 
     def __init__(
-        self, in_channels: int, widths: Sequence[int], num_res_blocks: int, temb_channels: int, norm_num_groups: int
+        self, block_in: Sequence[int], width: int, resample: nn.Module, softmax: bool, temb: int, groups: int, heads
     ) -> None:
         super().__init__()
-        self.stem = Convolution(2, in_channels, widths[0], kernel_size=7, conv_only=True)
+        self.block1 = TimeResBlock(2, block_in[0], width, temb, groups)
+        self.block2 = TimeResBlock(2, block_in[1], width, temb, groups)
+        attention = SoftmaxSelfAttention if softmax else LinearSelfAttention
+        self.attention = attention(width, *heads)
+        self.resample = resample
+
+
+class _Encoder(nn.Module):
+    """7x7 stem and the levels of one encoder (the main one on x_t and the conditional one on the image)."""
+
+    def __init__(self, in_channels: int, dims: Sequence[int], softmax: Sequence[bool], temb: int, groups, heads):
+        super().__init__()
+        self.stem = Convolution(2, in_channels, dims[0], kernel_size=7, conv_only=True)
+        last = len(dims) - 2
         self.levels = nn.ModuleList(
-            nn.ModuleList(TimeResBlock(2, w, w, temb_channels, norm_num_groups) for _ in range(num_res_blocks))
-            for w in widths
+            _Level(
+                (dims[i], dims[i]),
+                dims[i],
+                _downsample(dims[i], dims[i + 1])
+                if i < last
+                else Convolution(2, dims[i], dims[i + 1], kernel_size=3, conv_only=True),
+                softmax[i],
+                temb,
+                groups,
+                heads,
+            )
+            for i in range(last + 1)
         )
-        self.downs = nn.ModuleList(_downsample(widths[i], widths[i + 1]) for i in range(len(widths) - 1))
 
 
 class ECSDUNet(nn.Module):
-    """Improved ResUNet of Cold SegDiffusion / ECSD: x0 prediction from the degraded mask x_t and the EM image.
+    """The Cold SegDiffusion ResUNet that ECSD inherits: x0 prediction from the degraded mask x_t and the image.
 
     Yan et al. "Cold SegDiffusion: A Novel Diffusion Model for Medical Image Segmentation", Knowledge-Based Systems
     2024; Qi et al. "A Boundary-aware Cold-Diffusion Model for Electron Microscopy Segmentation" (ECSD), Fig. 2.
+    The published structure, checked tensor by tensor against the public reference code (its weights load through
+    :func:`~emdiff_components.networks.convert_cold_segdiff_state_dict` and reproduce its outputs). With
+    ``channels = (w_1, .., w_L)`` (the reference's ``dim * dim_mult``), ``w_0 = init_channels`` and the level
+    widths ``(w_0, .., w_{L-1})``; every ResBlock is a :class:`TimeResBlock` (GroupNorm, time scale-shift):
 
-    Layout (our reading of the paper and the public reference code; widths ``w_i = channels[i]``,
-    level i at resolution ``(H, W) / 2**i``, every ResBlock is a :class:`TimeResBlock` with GroupNorm and a
-    time-embedding scale-shift):
+    1. time: sin|cos features of ``w_0`` channels (:class:`SinusoidalTimeEmbedding`) -> MLP -> ``4 w_0``.
+    2. two encoders of one structure, the main one on x_t and the conditional one on the image: 7x7 stem to
+       ``w_0``; per level i: ResBlock, skip (main only), ResBlock, residual self-attention (linear; softmax at the
+       levels of ``full_attention``, by default the last); on the main path only the CEM
+       (:class:`ContrastEnhancementBlock`: FF-Parser filter, LayerNorm, CBAM linear self-attention, ResBlock) and a
+       second skip; then a 2x2 stride-2 convolution to ``w_{i+1}`` (the last level: a 3x3 convolution to
+       ``w_L``, no downsampling). The image never enters the encoder levels of the main path.
+    3. bottleneck (:class:`MIDBottleneck`, ECSD's CCAM): ``c = cond_mid1(c)``, ``x = mid1(x) + c``, the MID
+       transformer on (x, c), ``mid2``.
+    4. decoder, deepest level first: ResBlock on ``cat(x, second skip)``, ResBlock on ``cat(x, first skip)``,
+       residual self-attention, then nearest upsampling + 3x3 convolution to the next width (the top level: a 3x3
+       convolution to ``w_0``).
+    5. output: ResBlock on ``cat(x, stem output)`` and a 1x1 convolution. No output activation.
 
-    1. time: sinusoidal embedding of ``timesteps`` -> MLP -> ``4 * w_0`` features, given to every ResBlock.
-    2. two encoders of the same structure, a main one on x_t and a conditional one on the image: 7x7 stem to
-       ``w_0``; per level ``num_res_blocks`` ResBlocks; then a 2x2 stride-2 convolution to ``w_{i+1}``
-       (no downsampling after the last level).
-    3. on the main path, after the ResBlocks of every level, a :class:`ContrastEnhancementModule` (CEM): a
-       size-agnostic learnable Fourier filter, LayerNorm, and linear cross-attention with queries from the main
-       features and keys / values from the conditional-encoder features of the same level (this is how the image
-       enters every level), then a ResBlock. Its output is the level's skip connection; skips carry main-encoder
-       features only.
-    4. bottleneck: :class:`ConditionalCrossAttentionModule` (CCAM) on the last-level main and conditional features.
-    5. decoder, from the deepest level up: nearest upsampling + 3x3 convolution (except at the deepest level;
-       computed exactly at low resolution, see ``_Upsample``), concatenation with the level's skip,
-       ``num_res_blocks`` ResBlocks.
-    6. output: a ResBlock on ``cat(x, stem output)`` and a 1x1 convolution to ``out_channels``. No output
-       activation: the sampler clamps x0_hat to [-1, 1].
-
-    Differences from the reference, on purpose: no fixed image size (the CEM filter maps live on ``filter_grid`` and
-    are resampled to the input's spectrum); the CEM attention is linear (O(N d^2)) so it runs at full resolution;
-    one skip per level. The conditional encoder receives the time embedding (as in the reference), so it is
-    recomputed at every sampling step.
-
-    CPU performance choices (none changes the function): activations and weights are channels-last (oneDNN 3x3
-    convolutions ~1.7x faster); without autograd (sampling) the blocks overwrite their own temporaries in place,
-    which avoids the page faults of fresh large tensors. Fresh large tensors stay a main cost under glibc: running
-    the process with ``MALLOC_MMAP_THRESHOLD_`` / ``MALLOC_TRIM_THRESHOLD_`` raised made the 512 x 512 forward pass
-    ~30 % faster on the 2-core test machine, but raised the training peak memory by ~50 %
-    (``scripts/profile_ecsd_network.py --allocator both``).
+    Ours beyond the reference, none of which changes its function: any input size divisible by ``stride`` (the
+    reference fixes it; the FF-Parser maps live on a fixed grid of ``filter_size / 2**i`` per level and are
+    resampled to the input's spectrum, exactly the stored maps at ``filter_size``); multi-class masks
+    (``in_channels`` / ``out_channels``); CPU speed (channels-last activations and weights, the upsampling computed
+    at low resolution, in-place temporaries without autograd, linear attention that never builds the attention
+    output); activation checkpointing for training (``use_checkpointing``).
 
     Args:
         spatial_dims: must be 2 (slices of 3D stacks are handled by the data code); default 2.
         in_channels: channels of x_t (1 for binary masks, the number of classes for multi-class); default 1.
         cond_channels: channels of the image condition; default 1.
         out_channels: channels of x0_hat, normally ``in_channels``; default 1.
-        channels: width of each level (MONAI's convention, as ``DiffusionModelUNet``); default
-            ``(64, 128, 256, 512)``. The total stride is ``2 ** (len(channels) - 1)``. Deprecated: an int is read as
-            the base width of the old ``channels`` + ``channel_mults`` pair (``DeprecationWarning``).
-        num_res_blocks: ResBlocks per level in each encoder and in the decoder; default 2.
-        norm_num_groups: GroupNorm groups; every width must be divisible by it; default 8.
-        attention_head_channels: channels per attention head (CEM and CCAM); default 32.
-        attention_heads: attention heads; default 4.
-        filter_grid: ``(G_h, G_w)`` frequency grid of the CEM Fourier-filter maps; default ``(64, 64)``.
-        use_checkpointing: while training with gradients on, recompute every ResBlock, CEM stage (filter + norm,
-            attention, ResBlock) and CCAM block in the backward pass (``torch.utils.checkpoint``, non-reentrant,
-            one sample at a time) instead of storing their activations; costs about one extra forward, cuts the
-            peak memory several-fold; default False. Settable after construction.
+        channels: output width of each level, the reference's ``dim * dim_mult``; default ``(64, 128, 256, 512)``
+            (``dim=64``). The total stride is ``2 ** (len(channels) - 1)``. Deprecated: an int is read as the base
+            width of the old ``channels`` + ``channel_mults`` pair (``DeprecationWarning``).
+        init_channels: width of the stems and of the first level, the reference's ``init_dim`` (which must equal its
+            ``dim``); ``None`` (default) means ``channels[0]``. It is also the number of sinusoidal time features.
+        full_attention: per level, softmax (True) or linear (False) self-attention; ``None`` (default) means softmax
+            at the last level only, the reference's ``full_self_attn=(False, False, False, True)``.
+        norm_num_groups: GroupNorm groups; ``init_channels`` and every width must be divisible by it; default 8.
+        attention_heads: attention heads of every attention; default 4.
+        attention_head_channels: channels per head; default 32.
+        filter_size: ``(H, W)`` (or one int) at which the FF-Parser maps are stored, the reference's ``image_size``:
+            level i keeps maps of ``filter_size // 2**i``; default 256.
+        transformer_depth: layers of the MID transformer; default 1.
+        use_checkpointing: while training with gradients on, recompute every block in the backward pass
+            (``torch.utils.checkpoint``, non-reentrant, one sample at a time) instead of storing its activations;
+            costs about one extra forward, cuts the peak memory several-fold; default False. Settable.
         channel_mults: deprecated (removed in the next release): width multipliers of an int ``channels``;
             ``channels=64, channel_mults=(1, 2, 4, 8)`` builds the same network as ``channels=(64, 128, 256, 512)``.
 
@@ -140,11 +165,10 @@ class ECSDUNet(nn.Module):
 
     Returns:
         ``forward(x, timesteps, condition)`` maps x ``(B, in_channels, H, W)``, timesteps ``(B,)`` (int or float)
-        and condition ``(B, cond_channels, H, W)`` to x0_hat ``(B, out_channels, H, W)``. H and W may differ but must
-        be divisible by the total stride.
+        and condition ``(B, cond_channels, H, W)`` to x0_hat ``(B, out_channels, H, W)``.
 
     Example:
-        >>> net = ECSDUNet(channels=(16, 32), attention_heads=2, attention_head_channels=8)
+        >>> net = ECSDUNet(channels=(16, 32), attention_heads=2, attention_head_channels=8, filter_size=32)
         >>> x0_hat = net(torch.zeros(2, 1, 32, 48), torch.tensor([3, 40]), torch.ones(2, 1, 32, 48))
         >>> x0_hat.shape
         torch.Size([2, 1, 32, 48])
@@ -157,11 +181,13 @@ class ECSDUNet(nn.Module):
         cond_channels: int = 1,
         out_channels: int = 1,
         channels: Sequence[int] | int = (64, 128, 256, 512),
-        num_res_blocks: int = 2,
+        init_channels: int | None = None,
+        full_attention: Sequence[bool] | None = None,
         norm_num_groups: int = 8,
-        attention_head_channels: int = 32,
         attention_heads: int = 4,
-        filter_grid: Sequence[int] = (64, 64),
+        attention_head_channels: int = 32,
+        filter_size: int | Sequence[int] = 256,
+        transformer_depth: int = 1,
         use_checkpointing: bool = False,
         *,
         channel_mults: Sequence[int] | None = None,
@@ -176,51 +202,69 @@ class ECSDUNet(nn.Module):
             ("in_channels", in_channels),
             ("cond_channels", cond_channels),
             ("out_channels", out_channels),
-            ("num_res_blocks", num_res_blocks),
             ("norm_num_groups", norm_num_groups),
             ("attention_head_channels", attention_head_channels),
             ("attention_heads", attention_heads),
+            ("transformer_depth", transformer_depth),
         ):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            if not _positive_int(value):
                 raise ValueError(f"ECSDUNet: {name} must be a positive int, got {value!r}.")
-        widths, time_channels = _level_widths(channels, channel_mults)
-        for w in widths:
+        widths = _level_widths(channels, channel_mults)
+        init_channels = widths[0] if init_channels is None else init_channels
+        if not _positive_int(init_channels) or init_channels % 2 or init_channels < 4:
+            raise ValueError(f"ECSDUNet: init_channels must be an even int >= 4, got {init_channels!r}.")
+        dims = [init_channels, *widths]  # level i works at dims[i] and widens to dims[i + 1]
+        for w in dims:
             if w % norm_num_groups != 0:
                 raise ValueError(
-                    f"ECSDUNet: every width of channels {widths} must be divisible by "
+                    f"ECSDUNet: init_channels and every width of channels {widths} must be divisible by "
                     f"norm_num_groups ({norm_num_groups}); {w} is not."
                 )
-        grid = tuple(filter_grid)
-        if len(grid) != 2 or not all(isinstance(g, int) and g >= 1 for g in grid):
-            raise ValueError(f"ECSDUNet: filter_grid must be two positive ints, got {filter_grid!r}.")
+        levels = len(widths)
+        softmax = tuple([False] * (levels - 1) + [True]) if full_attention is None else tuple(full_attention)
+        if len(softmax) != levels or not all(isinstance(s, bool) for s in softmax):
+            raise ValueError(
+                f"ECSDUNet: full_attention must be {levels} bools (one per level of channels), got {full_attention!r}."
+            )
+        size = (filter_size, filter_size) if isinstance(filter_size, int) else tuple(filter_size)
+        if len(size) != 2 or not all(_positive_int(s) and s >= 2 ** (levels - 1) for s in size):
+            raise ValueError(
+                f"ECSDUNet: filter_size must be one or two ints >= {2 ** (levels - 1)} (the total stride), "
+                f"got {filter_size!r}."
+            )
 
         self.in_channels, self.cond_channels, self.out_channels = in_channels, cond_channels, out_channels
-        self.widths = widths
-        temb_channels = 4 * time_channels
+        self.widths, self.init_channels = widths, init_channels
+        temb = 4 * init_channels
+        heads = (attention_heads, attention_head_channels)
 
-        self.time_embedding = TimestepEmbedding(time_channels, temb_channels)
-        self.encoder = _Encoder(in_channels, widths, num_res_blocks, temb_channels, norm_num_groups)
-        self.cond_encoder = _Encoder(cond_channels, widths, num_res_blocks, temb_channels, norm_num_groups)
+        self.time_embedding = SinusoidalTimeEmbedding(init_channels, temb)
+        self.encoder = _Encoder(in_channels, dims, softmax, temb, norm_num_groups, heads)
+        self.cond_encoder = _Encoder(cond_channels, dims, softmax, temb, norm_num_groups, heads)
         self.cems = nn.ModuleList(
-            ContrastEnhancementModule(
-                w, w, temb_channels, norm_num_groups, attention_heads, attention_head_channels, grid, spatial_dims
+            ContrastEnhancementBlock(
+                dims[i], norm_num_groups, *heads, filter_size=(size[0] // 2**i, size[1] // 2**i)
             )
-            for w in widths
+            for i in range(levels)
         )
-        self.ccam = ConditionalCrossAttentionModule(
-            widths[-1], temb_channels, norm_num_groups, attention_heads, attention_head_channels
-        )
-        # decoder, stored deepest level first (the order it runs in)
-        self.ups = nn.ModuleList(_Upsample(widths[i + 1], widths[i]) for i in reversed(range(len(widths) - 1)))
-        self.dec_levels = nn.ModuleList(
-            nn.ModuleList(
-                TimeResBlock(2, 2 * w if j == 0 else w, w, temb_channels, norm_num_groups)
-                for j in range(num_res_blocks)
+        self.bottleneck = MIDBottleneck(dims[-1], temb, norm_num_groups, *heads, ff_mult=4, depth=transformer_depth)
+        # decoder, deepest level first (the order it runs in): level i takes skips of dims[i] channels
+        self.decoder = nn.ModuleList(
+            _Level(
+                (dims[i + 1] + dims[i], dims[i + 1] + dims[i]),
+                dims[i + 1],
+                _Upsample(dims[i + 1], dims[i])
+                if i > 0
+                else Convolution(2, dims[1], dims[0], kernel_size=3, conv_only=True),
+                softmax[i],
+                temb,
+                norm_num_groups,
+                heads,
             )
-            for w in reversed(widths)
+            for i in reversed(range(levels))
         )
-        self.final_block = TimeResBlock(2, 2 * widths[0], widths[0], temb_channels, norm_num_groups)
-        self.final_conv = Convolution(2, widths[0], out_channels, kernel_size=1, conv_only=True)
+        self.final_block = TimeResBlock(2, 2 * init_channels, init_channels, temb, norm_num_groups)
+        self.final_conv = Convolution(2, init_channels, out_channels, kernel_size=1, conv_only=True)
         self.use_checkpointing = use_checkpointing
         # channels-last weights: oneDNN otherwise re-lays out every 3x3 kernel on every call (~12 % of a forward)
         self.to(memory_format=torch.channels_last)
@@ -238,34 +282,12 @@ class ECSDUNet(nn.Module):
     @use_checkpointing.setter
     def use_checkpointing(self, value: bool) -> None:
         self._use_checkpointing = bool(value)
-        for module in (*self.cems, self.ccam):
+        for module in (*self.cems, self.bottleneck):
             module.use_checkpointing = self._use_checkpointing
 
     def _run(self, fn: Callable[..., torch.Tensor], *args: torch.Tensor | None) -> torch.Tensor:
         # recompute in backward instead of storing activations; only when training with a graph being built
         return maybe_checkpoint(self.use_checkpointing and self.training, fn, *args)
-
-    def _encode(
-        self, encoder: _Encoder, x: torch.Tensor, temb: torch.Tensor, cond_feats: list[torch.Tensor] | None
-    ) -> tuple[torch.Tensor | None, list[torch.Tensor]]:
-        """Run one encoder; with ``cond_feats`` (main path) apply the CEMs.
-
-        Returns the stem output (``None`` when checkpointing, see below) and the per-level features.
-        """
-        checkpointing = self.use_checkpointing and self.training and torch.is_grad_enabled()
-        # with checkpointing, the stem / downsampling runs inside the first ResBlock's checkpoint, so that its
-        # full-resolution output is recomputed in backward instead of stored
-        stem = None if checkpointing else encoder.stem(x)
-        h, feats = x if stem is None else stem, []
-        for i, blocks in enumerate(encoder.levels):
-            entry = encoder.downs[i - 1] if i > 0 else (encoder.stem if stem is None else None)
-            h = self._run(partial(_entry_block, entry, blocks[0]), h, temb)
-            for block in blocks[1:]:
-                h = self._run(block, h, temb)
-            if cond_feats is not None:
-                h = self.cems[i](h, cond_feats[i], temb)  # checkpoints its own stages
-            feats.append(h)
-        return stem, feats
 
     def forward(self, x: torch.Tensor, timesteps: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
         """Predict x0 from the degraded mask ``x`` at ``timesteps`` given the image ``condition``."""
@@ -275,22 +297,38 @@ class ECSDUNet(nn.Module):
         # channels-last: the oneDNN 3x3 convolutions run about 1.7x faster on CPU in this layout
         fmt = torch.channels_last
         x, condition = x.contiguous(memory_format=fmt), condition.contiguous(memory_format=fmt)
+        checkpointing = self.use_checkpointing and self.training and torch.is_grad_enabled()
 
         # 1. time
         temb = self.time_embedding(timesteps)
-        # 2. conditional encoder (its level features feed the CEMs and the CCAM)
-        _, cond_feats = self._encode(self.cond_encoder, condition, temb, None)
-        # 3. main encoder with a CEM per level; its level outputs are the skips
-        stem, skips = self._encode(self.encoder, x, temb, cond_feats)
-        # 4. bottleneck
-        h = self.ccam(skips[-1], cond_feats[-1], temb)  # checkpoints its own blocks
-        # 5. decoder: upsampling and concatenation run inside the first ResBlock's checkpoint (see _encode)
-        for j, blocks in enumerate(self.dec_levels):
-            up = self.ups[j - 1] if j > 0 else None
-            h = self._run(partial(_up_cat_block, up, blocks[0]), h, skips[-1 - j], temb)
-            for block in blocks[1:]:
-                h = self._run(block, h, temb)
-        # 6. output
+        # 2. both encoders; with checkpointing a stem / downsampling runs inside the next ResBlock's checkpoint, so
+        # that its output is recomputed in backward instead of stored
+        stem = None if checkpointing else self.encoder.stem(x)
+        h = x if stem is None else stem
+        c = condition if checkpointing else self.cond_encoder.stem(condition)
+        skips = []
+        for i, cem in enumerate(self.cems):
+            level, cond_level = self.encoder.levels[i], self.cond_encoder.levels[i]
+            cond_entry = _entry(self.cond_encoder, i, checkpointing)
+            h = self._run(partial(_entry_block, _entry(self.encoder, i, checkpointing), level.block1), h, temb)
+            c = self._run(partial(_entry_block, cond_entry, cond_level.block1), c, temb)
+            skips.append(h)
+            h = self._run(partial(_block_attention, level), h, temb)
+            c = self._run(partial(_block_attention, cond_level), c, temb)
+            h = cem(h)  # checkpoints its own stages
+            skips.append(h)
+        h = self._run(self.encoder.levels[-1].resample, h)
+        c = self._run(self.cond_encoder.levels[-1].resample, c)
+        # 3. bottleneck: the only place where the image features join the main path
+        h = self.bottleneck(h, c, temb)  # checkpoints its own blocks
+        # 4. decoder; the upsampling runs inside the next level's first checkpoint
+        for j, level in enumerate(self.decoder):
+            up = self.decoder[j - 1].resample if j > 0 else None
+            h = self._run(partial(_up_cat_block, up, level.block1), h, skips.pop(), temb)
+            h = self._run(partial(_up_cat_block, None, level.block2), h, skips.pop(), temb)
+            h = self._run(partial(_residual, level.attention), h)
+        h = self._run(self.decoder[-1].resample, h)
+        # 5. output
         if stem is None:
             # checkpointing: the stem output is recomputed from x (a 7x7 convolution of a few channels) rather than
             # kept alive from the start of the forward pass to the end
@@ -308,14 +346,13 @@ def _positive_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
 
-def _level_widths(channels: Sequence[int] | int, channel_mults: Sequence[int] | None) -> tuple[list[int], int]:
-    """Per-level widths and the time-embedding base width, from ``channels`` or the deprecated int + multipliers."""
+def _level_widths(channels: Sequence[int] | int, channel_mults: Sequence[int] | None) -> list[int]:
+    """Per-level widths from ``channels`` or the deprecated int + multipliers."""
     if channel_mults is None and not isinstance(channels, int):
         widths = list(channels)
         if not widths or not all(_positive_int(w) for w in widths):
             raise ValueError(f"ECSDUNet: channels must be a non-empty sequence of positive ints, got {channels!r}.")
-        return widths, widths[0]
-    # deprecated: an int base width times multipliers (the time embedding keeps the base width, as before)
+        return widths
     mults = tuple((1, 2, 4, 8) if channel_mults is None else channel_mults)
     if not _positive_int(channels):
         raise ValueError(f"ECSDUNet: channels must be a positive int when channel_mults is given, got {channels!r}.")
@@ -329,11 +366,28 @@ def _level_widths(channels: Sequence[int] | int, channel_mults: Sequence[int] | 
         DeprecationWarning,
         stacklevel=3,
     )
-    return widths, channels
+    return widths
+
+
+def _entry(encoder: _Encoder, i: int, checkpointing: bool) -> nn.Module | None:
+    """What runs before level i's first ResBlock: the previous level's downsampling; at level 0 with checkpointing the
+    stem (recomputed in backward instead of stored)."""
+    if i > 0:
+        return encoder.levels[i - 1].resample
+    return encoder.stem if checkpointing else None
 
 
 def _entry_block(entry: nn.Module | None, block: nn.Module, h: torch.Tensor, temb: torch.Tensor) -> torch.Tensor:
     return block(h if entry is None else entry(h), temb)
+
+
+def _residual(attention: nn.Module, h: torch.Tensor) -> torch.Tensor:
+    return add_(attention(h), h)
+
+
+def _block_attention(level: _Level, h: torch.Tensor, temb: torch.Tensor) -> torch.Tensor:
+    h = level.block2(h, temb)
+    return add_(level.attention(h), h)
 
 
 def _up_cat_block(
