@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import tempfile
 import unittest
+from pathlib import Path
 
 import torch
 from parameterized import parameterized
 
 from emdiff_components import networks
-from emdiff_components.networks import ECSDCrossAttentionUNet, ecsd_cross_attention_unet
+from emdiff_components.engines import CheckpointError, load_network_weights
+from emdiff_components.networks import ECSDCrossAttentionUNet, ECSDUNet, ecsd_cross_attention_unet
 
 _THREADS = torch.get_num_threads()
 
@@ -136,6 +139,15 @@ class TestECSDCrossAttentionUNet(unittest.TestCase):
         self.assertEqual(_net().stride, 8)
         self.assertEqual(_net(channels=(16, 32)).stride, 2)
         self.assertEqual(_net(channels=(16,)).stride, 1)
+
+    def test_checkpoints_of_this_layout_do_not_load_into_ecsdunet(self):
+        # the published ECSDUNet has other keys: the bundle's loader names the file and the mismatch
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "model.pt"
+            torch.save(_net(channels=(16, 32)).state_dict(), path)
+            load_network_weights(_net(channels=(16, 32)), path)
+            with self.assertRaisesRegex(CheckpointError, r"model\.pt does not fit ECSDUNet.*missing keys"):
+                load_network_weights(ECSDUNet(channels=(16, 32), filter_size=32), path)
 
     def test_bad_inputs(self):
         net = _net()  # total stride 8
