@@ -11,17 +11,6 @@ from parameterized import parameterized
 from emdiff_components.networks import BIEDSNet
 from emdiff_components.networks.blocks import ADRB, BFFM, CGR, boundary_edges
 
-_THREADS = torch.get_num_threads()
-
-
-def setUpModule() -> None:  # noqa: N802 - unittest hook name
-    torch.set_num_threads(min(2, _THREADS))
-
-
-def tearDownModule() -> None:  # noqa: N802
-    torch.set_num_threads(_THREADS)
-
-
 SMALL = {"channels": (8, 16, 16, 32, 32)}
 
 # (name, constructor overrides, batch, height, width)
