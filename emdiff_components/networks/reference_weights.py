@@ -233,6 +233,7 @@ def convert_cold_segdiff_state_dict(
     """Rename and reshape a Cold SegDiffusion ``Unet`` state_dict into ECSDUNet's layout.
 
     Example:
+        >>> from emdiff_components.networks import ECSDUNet
         >>> net = ECSDUNet(channels=(16, 32, 64, 128), filter_size=64)  # Unet(dim=16, image_size=64, ...)
         >>> net.load_state_dict(convert_cold_segdiff_state_dict(reference_state_dict))  # doctest: +SKIP
 
