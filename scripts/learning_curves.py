@@ -1,0 +1,449 @@
+"""Learning curves on real data: Dice on held-back slices against training CPU time, for the segmentation bundles.
+
+Models (``--models``): ``ecsd`` (the ECSD bundle), ``ecsd_no_boundary`` (the same with the ``cold_segdiff.json``
+overlay: plain Cold SegDiffusion, no boundary term), ``biedsnet`` (the BIEDSNet bundle) and ``basicunet`` (MONAI's
+``BasicUNet``, Dice + cross-entropy, trained on the data loader of the bundle whose data it shares). Data
+(``--datasets``, converted from ``../shared/data`` with ``scripts/convert_shared_data.py``):
+
+- ``isbi``: ISBI 2012 mitochondria, trained on slices 0-23, scored on 24-29 (in domain);
+- ``epfl``: the ISBI-trained checkpoints scored on the EPFL hippocampus mitochondria test slices (another microscope,
+  out of domain);
+- ``covid``: COVID-19 CT infection (BIEDSNet and BasicUNet only), trained on its Tr slices, scored on its Ts slices.
+
+Time is process CPU time (``time.process_time``: all threads of this process, so 2 threads count about twice the wall
+time, and other load on the machine does not favour one model). Each model trains once per training set; when its
+training CPU time passes a mark (``--marks``, CPU-minutes), the weights the bundle would save as its model are written
+(ECSD: the network; BIEDSNet: the EMA network, as its ``model.pt``; BasicUNet: the network). The learning-rate schedule
+of a bundle that has one (ECSD's warm-up + cosine) is sized, after a few iterations, to end at the last mark. After
+training, every mark is scored through the bundle's own ``inference.json`` + ``evaluate.json`` (BasicUNet through the
+same configs with its network, a sliding-window inferer and an argmax), ECSD with both samplers ``bansal`` and
+``reference``. Dice is the foreground Dice of the evaluate report, pooled over the test slices (``pooled_dice``; the
+per-slice mean is kept as ``mean_dice``), with each bundle's empty-truth convention.
+
+Widths (stated in the output; the rest at the papers' values: learning rates, batch sizes, T, schedules, EMA):
+ECSD (16, 32, 64, 128), BIEDSNet (16, 32, 64, 128, 256) with 3 ResBlocks per level, BasicUNet MONAI's default features;
+EM patches 128 (all models), sampled in tiles of 256; BIEDSNet / BasicUNet on COVID at 256 x 256 (the paper's resize).
+
+Output: ``--out`` JSON (rewritten after every evaluation, so a partial run leaves its results), a markdown table on
+stdout, ``--plot`` PNG (drawn with OpenCV: one panel per data set, Dice against CPU-minutes on a log axis).
+
+Usage::
+
+    python scripts/learning_curves.py --marks 10 30 60 120 240 --threads 2 \\
+        --out benchmarks/learning_curves.json --plot benchmarks/learning_curves.png
+
+    # what the former scripts/ablation_ecsd.py measured (one budget of 20 CPU-minutes, width 32, lr 2e-4 for all three):
+    python scripts/learning_curves.py --models ecsd ecsd_no_boundary basicunet --datasets isbi --marks 20 \\
+        --ecsd-channels 32 64 128 256 --em-patch 256 --infer-patch 512 --steps 10 --lr 2e-4 --basicunet-lr 2e-4
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import logging
+import math
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+from ignite.engine import Events
+from monai.bundle import ConfigWorkflow
+from monai.engines import SupervisedTrainer
+from monai.inferers import Inferer, SimpleInferer, SlidingWindowInferer
+from monai.losses import DiceCELoss
+from monai.networks.nets import BasicUNet
+
+from emdiff_components.engines import atomic_save
+from emdiff_components.utils import atomic_write
+
+__all__ = [
+    "MODELS", "DATASETS", "MarkCheckpoints", "ResizingInferer", "parse_args", "train", "evaluate", "plot",
+    "markdown_table", "main",
+]
+
+logger = logging.getLogger("learning_curves")
+REPO = Path(__file__).resolve().parents[1]
+BUNDLES = REPO / "bundles"
+MODELS = ("ecsd", "ecsd_no_boundary", "biedsnet", "basicunet")
+DATASETS = ("isbi", "epfl", "covid")
+# data set -> (name for convert_shared_data, the training set whose checkpoints it scores)
+_SOURCES = {"isbi": ("isbi_mito", "isbi"), "epfl": ("epfl", "isbi"), "covid": ("covid", "covid")}
+_ON_COVID = ("biedsnet", "basicunet")
+_BUNDLE = {"ecsd": "ecsd", "ecsd_no_boundary": "ecsd", "biedsnet": "biedsnet"}
+_OVERLAYS = {"ecsd_no_boundary": ["cold_segdiff.json"]}
+_WEIGHTS = {"biedsnet": "ema_model"}  # the id of what the bundle saves as models/model.pt (default "network")
+_COLOURS = [(180, 119, 31), (14, 127, 255), (44, 160, 44), (40, 39, 214), (189, 103, 148), (75, 86, 140)]  # BGR
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Command-line arguments; unknown models / data sets and unsorted or non-positive marks exit with an error."""
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
+    p.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=DATASETS)
+    p.add_argument("--marks", nargs="+", type=float, default=[10, 30, 60, 120, 240], help="CPU-minutes, increasing")
+    p.add_argument("--work", default="/tmp/learning_curves", help="data, checkpoints and evaluation outputs")
+    p.add_argument("--out", default="benchmarks/learning_curves.json")
+    p.add_argument("--plot", default="benchmarks/learning_curves.png")
+    p.add_argument("--steps", type=int, default=None, help="sampling steps (default: each bundle's inference value)")
+    p.add_argument("--num-samples", type=int, default=None, help="BIEDSNet ensemble size (default: the bundle's 5)")
+    p.add_argument("--threads", type=int, default=2, help="torch threads")
+    p.add_argument("--shared", default=None, help="shared data folder (default: $EMDIFF_SHARED_DATA or ../shared/data)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--ecsd-channels", nargs="+", type=int, default=[16, 32, 64, 128])
+    p.add_argument("--biedsnet-channels", nargs="+", type=int, default=[16, 32, 64, 128, 256])
+    p.add_argument("--biedsnet-res-blocks", type=int, default=3, help="ResBlocks per level (paper: 3)")
+    p.add_argument("--basicunet-features", nargs=6, type=int, default=[32, 32, 64, 128, 256, 32])
+    p.add_argument("--lr", type=float, default=None, help="diffusion models' learning rate (default: the bundle's)")
+    p.add_argument("--basicunet-lr", type=float, default=1e-4, help="AdamW learning rate of BasicUNet")
+    p.add_argument("--em-patch", type=int, default=128, help="training patch on EM, every model")
+    p.add_argument("--infer-patch", type=int, default=256, help="sampling tile on EM")
+    p.add_argument("--ct-size", type=int, default=256, help="COVID slices resized to this (paper: 256)")
+    args = p.parse_args(argv)
+    if any(m <= 0 for m in args.marks) or any(b <= a for a, b in zip(args.marks, args.marks[1:])):
+        p.error(f"--marks must be positive and strictly increasing, got {args.marks}")
+    if args.steps is not None and args.steps < 1:
+        p.error(f"--steps must be >= 1, got {args.steps}")
+    if "covid" in args.datasets and not set(args.models) & set(_ON_COVID):
+        p.error(f"--datasets covid needs one of the models {list(_ON_COVID)}")
+    return args
+
+
+def runs(args: argparse.Namespace) -> list[tuple[str, str]]:
+    """The (model, training set) pairs to train: ISBI for isbi / epfl, COVID for covid (BIEDSNet, BasicUNet)."""
+    train_sets = [s for s in ("isbi", "covid") if any(_SOURCES[d][1] == s for d in args.datasets)]
+    return [(m, s) for m in args.models for s in train_sets if s == "isbi" or m in _ON_COVID]
+
+
+def prepare_data(args: argparse.Namespace) -> dict[str, Path]:
+    """Convert the needed shared data sets into ``<work>/data/<name>``; returns data set -> folder."""
+    spec = importlib.util.spec_from_file_location("convert_shared_data", REPO / "scripts" / "convert_shared_data.py")
+    converter = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(converter)
+    needed = set(args.datasets) | {_SOURCES[d][1] for d in args.datasets}
+    return {d: Path(converter.convert(_SOURCES[d][0], Path(args.work) / "data" / d, shared_dir=args.shared))
+            for d in sorted(needed)}
+
+
+def pipeline(model: str, train_set: str) -> str:
+    """The bundle whose configs (data pipeline, evaluation) a model uses: BasicUNet borrows ECSD's on EM."""
+    return _BUNDLE.get(model, "biedsnet" if train_set == "covid" else "ecsd")
+
+
+def overrides(model: str, train_set: str, args: argparse.Namespace, root: Path) -> dict[str, Any]:
+    """Config overrides of a run: paths, no validation split, the stated widths and sizes."""
+    out: dict[str, Any] = {"bundle_root": str(root), "seed": args.seed, "progress": False}
+    if args.lr is not None and model != "basicunet":
+        out["learning_rate"] = args.lr
+    bundle = pipeline(model, train_set)
+    if bundle == "ecsd":
+        out.update(patch_size=[args.em_patch] * 2, channels=list(args.ecsd_channels), use_checkpointing=False)
+    else:
+        size = None if train_set == "isbi" else [args.ct_size] * 2  # EM at native resolution in tiles (README)
+        patch = [args.em_patch] * 2 if train_set == "isbi" else [args.ct_size] * 2
+        out.update(image_size=size, patch_size=patch, channels=list(args.biedsnet_channels),
+                   num_res_blocks=args.biedsnet_res_blocks)
+    return out
+
+
+def workflow(bundle: str, files: list[str], kind: str, override: dict[str, Any]) -> ConfigWorkflow:
+    configs = BUNDLES / bundle / "configs"
+    return ConfigWorkflow(
+        config_file=[str(configs / f) for f in files], meta_file=str(configs / "metadata.json"),
+        logging_file=str(configs / "logging.conf"), workflow_type=kind, **override,
+    )
+
+
+class MarkCheckpoints:
+    """Ignite handler: save weights each time the process's CPU time since the engine started passes a mark.
+
+    Args:
+        marks_min: increasing marks in CPU-minutes.
+        save: called as ``save(index)`` to write the weights of mark ``index``.
+        on_start: called as ``on_start(engine, seconds_per_iteration)`` once, after ``probe`` iterations (sizes a
+            learning-rate schedule to the last mark).
+        probe: iterations timed for ``on_start``.
+
+    After the last mark the engine is terminated. ``records`` holds per mark the iterations, epochs and CPU seconds.
+    """
+
+    def __init__(self, marks_min: Sequence[float], save: Callable[[int], None],
+                 on_start: Callable[[Any, float], None] | None = None, probe: int = 4) -> None:
+        self.marks_min, self.save, self.on_start, self.probe = list(marks_min), save, on_start, probe
+        self.records: list[dict[str, Any]] = []
+        self.start: float | None = None
+        self.wall_start: float | None = None
+
+    def attach(self, engine) -> None:
+        engine.add_event_handler(Events.STARTED, self._started)
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self)
+
+    def _started(self, engine) -> None:
+        self.start, self.wall_start = time.process_time(), time.perf_counter()
+
+    def __call__(self, engine) -> None:
+        used = time.process_time() - self.start
+        if self.on_start is not None and engine.state.iteration == self.probe:
+            self.on_start(engine, used / self.probe)
+        while len(self.records) < len(self.marks_min) and used >= 60.0 * self.marks_min[len(self.records)]:
+            index = len(self.records)
+            self.save(index)
+            self.records.append({"mark_cpu_min": self.marks_min[index], "cpu_s": used,
+                                 "wall_s": time.perf_counter() - self.wall_start,
+                                 "iterations": engine.state.iteration, "epochs": engine.state.epoch})
+            logger.info("mark %g CPU-min: %d iterations", self.marks_min[index], engine.state.iteration)
+        if len(self.records) == len(self.marks_min):
+            engine.terminate()
+
+
+def _schedule_to(last_mark_s: float, warmup_fraction: float, scheduler) -> Callable:
+    """``on_start`` that re-sizes a warm-up + cosine schedule to end at the last mark (None: nothing to size)."""
+
+    def on_start(engine, seconds_per_iteration: float) -> None:
+        if scheduler is None or not hasattr(scheduler, "t_total"):
+            return
+        total = max(1, int(last_mark_s / max(seconds_per_iteration, 1e-9)))
+        scheduler.t_total, scheduler.warmup_steps = total, max(1, int(warmup_fraction * total))
+        logger.info("lr schedule sized to %d iterations (%.2f CPU s each)", total, seconds_per_iteration)
+
+    return on_start
+
+
+def train(model: str, train_set: str, data: Path, args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Train one model on one set until the last mark; writes ``<work>/<model>_<set>/marks/<i>.pt``; returns records."""
+    root = Path(args.work) / f"{model}_{train_set}"
+    shutil.rmtree(root / "models", ignore_errors=True)  # never resume an older run
+    marks_dir = root / "marks"
+    marks_dir.mkdir(parents=True, exist_ok=True)
+    bundle = pipeline(model, train_set)
+    override = {**overrides(model, train_set, args, root), "dataset_dir": str(data), "val_fraction": 0.0,
+                "ckpt_dir": str(root / "models"), "epochs": 100000}
+    wf = workflow(bundle, ["train.json", *_OVERLAYS.get(model, [])], "train", override)
+    handlers = wf.parser["train#output_handlers"]
+    for handler in handlers:  # the marks are the checkpoints: no per-epoch training state saved on the clock
+        if str(handler.get("_target_", "")).endswith("ResumableCheckpoint"):
+            handler["_disabled_"] = True
+    wf.parser["train#output_handlers"] = handlers
+    wf.initialize()
+    if model == "basicunet":
+        loader = wf.parser.get_parsed_content("train#dataloader")
+        torch.manual_seed(args.seed)
+        net = BasicUNet(spatial_dims=2, in_channels=1, out_channels=2, features=tuple(args.basicunet_features))
+        trainer = SupervisedTrainer(
+            device=torch.device("cpu"), max_epochs=100000, train_data_loader=loader, network=net,
+            optimizer=torch.optim.AdamW(net.parameters(), lr=args.basicunet_lr, weight_decay=1e-6),
+            loss_function=DiceCELoss(to_onehot_y=True, softmax=True), inferer=SimpleInferer(),
+        )
+        weights, on_start = net, None
+    else:
+        trainer = wf.trainer
+        weights = wf.parser.get_parsed_content(_WEIGHTS.get(model, "network"))
+        scheduler = wf.parser.get_parsed_content("lr_scheduler") if "lr_scheduler" in wf.parser else None
+        warmup = float(wf.parser.get_parsed_content("warmup_fraction")) if "warmup_fraction" in wf.parser else 0.0
+        on_start = _schedule_to(60.0 * args.marks[-1], warmup, scheduler)
+    saver = MarkCheckpoints(args.marks, lambda i: atomic_save(weights.state_dict(), marks_dir / f"{i}.pt"), on_start)
+    saver.attach(trainer)
+    trainer.run()
+    if len(saver.records) < len(args.marks):
+        raise RuntimeError(f"learning_curves: {model} on {train_set} stopped before the last mark ({saver.records}).")
+    return saver.records
+
+
+class ResizingInferer(Inferer):
+    """BasicUNet's inferer: optionally resize to ``image_size`` (area), sliding window, logits resized back (bilinear).
+
+    The diffusion inferers of the bundles do the same resizing, so BasicUNet sees the images its bundle's pipeline
+    trained it on.
+    """
+
+    def __init__(self, roi_size: Sequence[int], image_size: Sequence[int] | None = None) -> None:
+        super().__init__()
+        self.image_size = None if image_size is None else tuple(image_size)
+        self.window = SlidingWindowInferer(roi_size=list(roi_size), sw_batch_size=2, overlap=0.25, mode="gaussian")
+
+    @torch.no_grad()
+    def __call__(self, inputs: torch.Tensor, network: Callable[..., torch.Tensor], *args: Any, **kwargs: Any):
+        size = tuple(inputs.shape[2:])
+        x = inputs if self.image_size in (None, size) else F.interpolate(inputs, size=self.image_size, mode="area")
+        logits = self.window(x, network)
+        return logits if tuple(logits.shape[2:]) == size else F.interpolate(logits, size=size, mode="bilinear")
+
+
+def _basicunet_evaluation(parser, args: argparse.Namespace, override: dict[str, Any]) -> None:
+    """Swap the network, inferer and postprocessing of a bundle's evaluate config for BasicUNet's; drop uncertainty."""
+    parser["network_def"] = {"_target_": "monai.networks.nets.BasicUNet", "spatial_dims": 2, "in_channels": 1,
+                             "out_channels": 2, "features": list(args.basicunet_features)}
+    parser["inferer"] = ResizingInferer(override["patch_size"], override.get("image_size"))
+    parser["postprocessing"] = {"_target_": "Compose", "transforms": [
+        {"_target_": "AsDiscreted", "keys": "pred", "argmax": True}]}
+    handlers = parser["handlers"]
+    for handler in handlers:
+        if isinstance(handler, dict) and handler.get("pred_key") == "uncertainty":
+            handler["_disabled_"] = True
+        if isinstance(handler, dict) and "extra_keys" in handler:
+            handler["extra_keys"] = []
+    parser["handlers"] = handlers
+
+
+def evaluate(model: str, train_set: str, dataset: str, data: Path, mark: int, sampler: str | None,
+             args: argparse.Namespace) -> dict[str, Any]:
+    """Score the weights of one mark on one data set's Ts slices through inference.json + evaluate.json."""
+    root = Path(args.work) / f"{model}_{train_set}"
+    out_dir = root / "eval" / (f"{dataset}_mark{mark}" + (f"_{sampler}" if sampler else ""))
+    shutil.rmtree(out_dir, ignore_errors=True)
+    bundle = pipeline(model, train_set)
+    override = {**overrides(model, train_set, args, root), "dataset_dir": str(data), "output_dir": str(out_dir),
+                "ckpt_path": str(root / "marks" / f"{mark}.pt")}
+    if train_set == "isbi":
+        override["patch_size"] = [args.infer_patch] * 2
+    if sampler:
+        override["sampler"] = sampler
+    if args.steps is not None and model != "basicunet":
+        override["num_inference_steps"] = args.steps
+    if args.num_samples is not None and bundle == "biedsnet" and model != "basicunet":
+        override["num_samples"] = args.num_samples
+    wf = workflow(bundle, ["inference.json", "evaluate.json"], "infer", override)
+    if model == "basicunet":
+        _basicunet_evaluation(wf.parser, args, override)
+    start = time.perf_counter()
+    wf.initialize()
+    wf.run()
+    wf.finalize()
+    seconds = time.perf_counter() - start
+    report = json.loads((out_dir / "metrics.json").read_text())
+    return {"dice": report["pooled_dice"], "mean_dice": report["mean_dice"], "jaccard": report["pooled_jaccard"],
+            "num_images": report["num_images"], "ignore_empty": report["ignore_empty"], "eval_wall_s": seconds,
+            "output_dir": str(out_dir)}
+
+
+def _label(row: dict[str, Any]) -> str:
+    return row["model"] + (f" ({row['sampler']})" if row.get("sampler") else "")
+
+
+def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
+    """One line per model (and sampler) and data set; a column per mark: pooled Dice % (iterations)."""
+    marks = sorted({r["mark_cpu_min"] for r in rows})
+    lines = ["| model | data set | " + " | ".join(f"{m:g} CPU-min" for m in marks) + " |",
+             "|---|---|" + "---|" * len(marks)]
+    keys = list(dict.fromkeys((_label(r), r["dataset"]) for r in rows))
+    for label, dataset in keys:
+        cells = {r["mark_cpu_min"]: f"{100 * r['dice']:.1f} ({r['iterations']})" for r in rows
+                 if _label(r) == label and r["dataset"] == dataset}
+        lines.append(f"| {label} | {dataset} | " + " | ".join(cells.get(m, "") for m in marks) + " |")
+    return "\n".join(lines)
+
+
+def plot(rows: Sequence[dict[str, Any]], path: str | Path, panel: tuple[int, int] = (480, 360)) -> np.ndarray:
+    """Draw Dice against CPU-minutes (log axis), one panel per data set, with OpenCV; write ``path``; return image.
+
+    The image is ``panel[1]`` high and ``panel[0]`` times the number of data sets wide.
+    """
+    datasets = list(dict.fromkeys(r["dataset"] for r in rows))
+    labels = list(dict.fromkeys(_label(r) for r in rows))
+    marks = sorted({r["mark_cpu_min"] for r in rows})
+    width, height = panel
+    image = np.full((height, width * max(1, len(datasets)), 3), 255, np.uint8)
+    left, right, top, bottom = 50, 15, 30, 40
+    lo, hi = (math.log10(marks[0]), math.log10(marks[-1])) if marks else (0.0, 1.0)
+    span = hi - lo if hi > lo else 1.0
+    font, grey = cv2.FONT_HERSHEY_SIMPLEX, (160, 160, 160)
+
+    def xy(ox: int, mark: float, dice: float) -> tuple[int, int]:
+        fx = (math.log10(mark) - lo) / span if hi > lo else 0.5
+        return (int(ox + left + fx * (width - left - right)), int(top + (1 - dice) * (height - top - bottom)))
+
+    for k, dataset in enumerate(datasets):
+        ox = k * width
+        cv2.rectangle(image, (ox + left, top), (ox + width - right, height - bottom), (0, 0, 0), 1)
+        cv2.putText(image, f"{dataset}: Dice vs CPU-minutes", (ox + left, top - 10), font, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+        for tick in np.linspace(0, 1, 6):
+            _, y = xy(ox, 1.0, tick)
+            cv2.line(image, (ox + left, y), (ox + width - right, y), (230, 230, 230), 1)
+            cv2.putText(image, f"{tick:.1f}", (ox + 12, y + 4), font, 0.35, (0, 0, 0), 1, cv2.LINE_AA)
+        for mark in marks:
+            x, y = xy(ox, mark, 0.0)
+            cv2.line(image, (x, y), (x, y + 5), (0, 0, 0), 1)
+            cv2.putText(image, f"{mark:g}", (x - 8, y + 18), font, 0.35, (0, 0, 0), 1, cv2.LINE_AA)
+        for j, label in enumerate(labels):
+            colour = _COLOURS[j % len(_COLOURS)]
+            points = sorted((r["mark_cpu_min"], r["dice"]) for r in rows if r["dataset"] == dataset and _label(r) == label
+                            and math.isfinite(r["dice"]))
+            pixels = [xy(ox, m, d) for m, d in points]
+            for a, b in zip(pixels, pixels[1:]):
+                cv2.line(image, a, b, colour, 2, cv2.LINE_AA)
+            for p in pixels:
+                cv2.circle(image, p, 3, colour, -1, cv2.LINE_AA)
+        present = [(j, label) for j, label in enumerate(labels) if any(
+            r["dataset"] == dataset and _label(r) == label for r in rows)]
+        x, y = ox + left + 6, top + 6  # legend, upper left (early marks score low), on white
+        cv2.rectangle(image, (x, y), (x + 150, y + 14 * len(present) + 4), (255, 255, 255), -1)
+        cv2.rectangle(image, (x, y), (x + 150, y + 14 * len(present) + 4), grey, 1)
+        for n, (j, label) in enumerate(present):
+            yy = y + 14 * (n + 1)
+            cv2.line(image, (x + 4, yy - 4), (x + 22, yy - 4), _COLOURS[j % len(_COLOURS)], 2)
+            cv2.putText(image, label, (x + 26, yy), font, 0.35, (0, 0, 0), 1, cv2.LINE_AA)
+        cv2.putText(image, "process CPU-minutes of training (log)", (ox + left + 60, height - 6), font, 0.4, grey, 1)
+        cv2.putText(image, "Dice", (ox + 4, top - 10), font, 0.35, (0, 0, 0), 1, cv2.LINE_AA)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not cv2.imwrite(str(path), image):
+        raise OSError(f"learning_curves: cannot write {path}")
+    return image
+
+
+def _write(result: dict[str, Any], path: Path) -> None:
+    with atomic_write(path) as tmp:
+        tmp.write_text(json.dumps(result, indent=2))
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Train every (model, training set), then score each mark on its data sets; returns the written result."""
+    torch.set_num_threads(args.threads)
+    data = prepare_data(args)
+    out = Path(args.out)
+    result: dict[str, Any] = {
+        "settings": {**vars(args), "time": "process CPU time (time.process_time), all threads", "dice": "pooled_dice"},
+        "training": {}, "rows": [],
+    }
+    for model, train_set in runs(args):
+        logger.info("training %s on %s", model, train_set)
+        records = train(model, train_set, data[train_set], args)
+        result["training"][f"{model}_{train_set}"] = records
+        samplers = ["bansal", "reference"] if _BUNDLE.get(model) == "ecsd" else [None]
+        for dataset in (d for d in args.datasets if _SOURCES[d][1] == train_set):
+            for i, record in enumerate(records):
+                for sampler in samplers:
+                    row = {"model": model, "train_set": train_set, "dataset": dataset, "sampler": sampler,
+                           "mark_cpu_min": record["mark_cpu_min"], "iterations": record["iterations"],
+                           "epochs": record["epochs"], "train_cpu_s": record["cpu_s"]}
+                    row.update(evaluate(model, train_set, dataset, data[dataset], i, sampler, args))
+                    result["rows"].append(row)
+                    logger.info("%s", row)
+                    _write(result, out)
+    if not result["rows"]:
+        _write(result, out)
+    return result
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    result = run(args)
+    table = markdown_table(result["rows"])
+    plot(result["rows"], args.plot)
+    widths = (f"ECSD channels {args.ecsd_channels}, BIEDSNet channels {args.biedsnet_channels} x "
+              f"{args.biedsnet_res_blocks} ResBlocks, BasicUNet features {args.basicunet_features}; EM patch "
+              f"{args.em_patch}, tiles {args.infer_patch}; CT {args.ct_size}; threads {args.threads}")
+    print(f"\nPooled foreground Dice % (training iterations) at process-CPU-minute marks; {widths}\n\n{table}\n")
+    print(f"written to {args.out} and {args.plot}")
+    return result
+
+
+if __name__ == "__main__":
+    main()

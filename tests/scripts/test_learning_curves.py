@@ -1,0 +1,172 @@
+"""scripts/learning_curves.py: argument errors, and one tiny end-to-end run (CPU-second marks, tiny widths, 2 steps)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import tempfile
+import unittest
+from pathlib import Path
+from unittest import mock
+
+import cv2
+import numpy as np
+import pytest
+from parameterized import parameterized
+
+from emdiff_components.data import read_image, write_image
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def load_script(name: str):
+    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+learning_curves = load_script("learning_curves")
+
+BAD_ARGUMENTS = [
+    ("unknown_model", ["--models", "unet3000"]),
+    ("unknown_dataset", ["--datasets", "lucchi"]),
+    ("unsorted_marks", ["--marks", "30", "10"]),
+    ("repeated_marks", ["--marks", "10", "10"]),
+    ("zero_mark", ["--marks", "0", "10"]),
+    ("zero_steps", ["--steps", "0"]),
+    ("covid_without_a_covid_model", ["--models", "ecsd", "--datasets", "covid"]),
+]
+
+# the smallest run that still goes through every kind of model and both pipelines (ECSD's on EM, BIEDSNet's on CT)
+TINY = [
+    "--models", "ecsd", "biedsnet", "basicunet", "--datasets", "isbi", "covid", "--marks", "0.03", "0.06",
+    "--steps", "2", "--num-samples", "1", "--threads", "1", "--ecsd-channels", "8", "16", "32", "64",
+    "--biedsnet-channels", "8", "16", "32", "64", "128", "--biedsnet-res-blocks", "1",
+    "--basicunet-features", "8", "8", "16", "32", "64", "8", "--em-patch", "64", "--infer-patch", "64", "--ct-size", "64",
+]
+SIZE, TEST_SLICES = 64, 2
+
+
+def _resize(array: np.ndarray, label: bool) -> np.ndarray:
+    interpolation = cv2.INTER_NEAREST if label else cv2.INTER_AREA
+    slices = [cv2.resize(a, (SIZE, SIZE), interpolation=interpolation) for a in array.reshape(-1, *array.shape[-2:])]
+    return np.stack(slices).reshape(*array.shape[:-2], SIZE, SIZE)
+
+
+def shrink(folder: Path) -> None:
+    """Resize every image (area) and label (nearest) of an MSD-layout folder to ``SIZE`` x ``SIZE`` and keep
+    ``TEST_SLICES`` test slices (stacks: the first; one slice per file: the first files with foreground), so that
+    sampling takes seconds."""
+    for split in ("Tr", "Ts"):
+        kept = 0
+        for path in sorted((folder / f"images{split}").iterdir()):
+            label_path = folder / f"labels{split}" / path.name
+            image, label = _resize(read_image(path), False), _resize(read_image(label_path), True)
+            if split == "Ts" and image.ndim == 3:
+                image, label = image[:TEST_SLICES], label[:TEST_SLICES]
+            elif split == "Ts" and (kept >= TEST_SLICES or not label.any()):
+                path.unlink()
+                label_path.unlink()
+                continue
+            kept += 1
+            write_image(path, np.ascontiguousarray(image))
+            write_image(label_path, np.ascontiguousarray(label))
+
+
+def pooled_dice_from_files(report: dict, masks: Path, labels: Path) -> float:
+    """Foreground Dice pooled over the slices of an evaluate report, recounted from the written masks and labels."""
+    tp = fp = fn = 0
+    for entry in report["per_image"]:
+        pred, truth = (read_image(next(p for p in f.iterdir() if p.name.split(".")[0] == entry["name"]))
+                       for f in (masks, labels))
+        if truth.ndim == 3:
+            pred, truth = pred[entry["slice"]], truth[entry["slice"]]
+        p, g = pred > 0, truth > 0
+        tp, fp, fn = tp + int((p & g).sum()), fp + int((p & ~g).sum()), fn + int((~p & g).sum())
+    return 2 * tp / (2 * tp + fp + fn)
+
+
+class TestLearningCurvesArguments(unittest.TestCase):
+    @parameterized.expand(BAD_ARGUMENTS)
+    def test_bad_arguments_exit(self, _, argv):
+        with self.assertRaises(SystemExit) as raised, mock.patch("sys.stderr"):
+            learning_curves.parse_args(argv)
+        self.assertEqual(raised.exception.code, 2)
+
+    def test_defaults(self):
+        args = learning_curves.parse_args([])
+        self.assertEqual(args.marks, [10, 30, 60, 120, 240])
+        self.assertEqual(args.models, list(learning_curves.MODELS))
+        self.assertEqual(args.ecsd_channels, [16, 32, 64, 128])
+        self.assertEqual(learning_curves.runs(learning_curves.parse_args(["--datasets", "epfl"])),
+                         [(m, "isbi") for m in learning_curves.MODELS])
+        self.assertEqual(learning_curves.runs(learning_curves.parse_args(["--datasets", "covid"])),
+                         [("biedsnet", "covid"), ("basicunet", "covid")])
+
+
+class TestMarkCheckpoints(unittest.TestCase):
+    def test_saves_every_passed_mark_then_terminates(self):
+        saved = []
+        engine = mock.Mock()
+        engine.state.iteration, engine.state.epoch = 1, 1
+        handler = learning_curves.MarkCheckpoints([0.0, 0.0, 1e9], saved.append)
+        handler._started(engine)
+        handler(engine)  # two marks at 0 s are passed at once, the third is far
+        self.assertEqual(saved, [0, 1])
+        engine.terminate.assert_not_called()
+        handler.marks_min[2] = 0.0
+        engine.state.iteration = 2
+        handler(engine)
+        self.assertEqual(saved, [0, 1, 2])
+        self.assertEqual([r["iterations"] for r in handler.records], [1, 1, 2])
+        engine.terminate.assert_called_once()
+
+
+class TestLearningCurvesEndToEnd(unittest.TestCase):
+    @pytest.fixture(autouse=True)
+    def _shared(self, shared_data):
+        self.shared = shared_data
+
+    def test_tiny_run(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            tmp = Path(tmp)
+            argv = [*TINY, "--work", str(tmp / "work"), "--out", str(tmp / "lc.json"), "--plot", str(tmp / "lc.png"),
+                    "--shared", str(self.shared)]
+            real_prepare = learning_curves.prepare_data
+
+            def small_data(args):
+                folders = real_prepare(args)
+                for folder in folders.values():
+                    shrink(folder)
+                return folders
+
+            with mock.patch.object(learning_curves, "prepare_data", small_data), mock.patch("builtins.print"):
+                learning_curves.main(argv)
+            result = json.loads((tmp / "lc.json").read_text())
+            rows = result["rows"]
+            expected = {("ecsd", s, "isbi", m) for s in ("bansal", "reference") for m in (0.03, 0.06)}
+            expected |= {(model, None, d, m) for model in ("biedsnet", "basicunet") for d in ("isbi", "covid")
+                         for m in (0.03, 0.06)}
+            got = [(r["model"], r["sampler"], r["dataset"], r["mark_cpu_min"]) for r in rows]
+            self.assertEqual(sorted(got, key=str), sorted(expected, key=str))  # one row each, no duplicates
+            data = tmp / "work" / "data"
+            for row in rows:
+                self.assertTrue(math.isfinite(row["dice"]) and 0 <= row["dice"] <= 1, row)
+                self.assertGreaterEqual(row["iterations"], 1)
+                report = json.loads((Path(row["output_dir"]) / "metrics.json").read_text())
+                self.assertEqual(row["dice"], report["pooled_dice"])
+                recount = pooled_dice_from_files(report, Path(row["output_dir"]) / "masks",
+                                                 data / row["dataset"] / "labelsTs")
+                self.assertAlmostEqual(row["dice"], recount, places=6, msg=str(row))
+            for run, records in result["training"].items():  # later marks come after more CPU time and iterations
+                self.assertLess(records[0]["cpu_s"], records[1]["cpu_s"], run)
+                self.assertLessEqual(records[0]["iterations"], records[1]["iterations"], run)
+            image = cv2.imread(str(tmp / "lc.png"))
+            self.assertEqual(image.shape, (360, 2 * 480, 3))
+            self.assertLess(int(image.min()), 100)  # something was drawn
+
+
+if __name__ == "__main__":
+    unittest.main()
