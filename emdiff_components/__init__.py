@@ -7,7 +7,7 @@ Importing the package needs only torch, numpy and monai; file formats and OpenCV
 from __future__ import annotations
 
 from . import data, diffusion, engines, losses, metrics, networks, transforms, utils
-from .utils import atomic_write, check_voxel_size, natural_sort_key
+from .utils import atomic_write, check_positive_ints, check_voxel_size, is_positive_int, natural_sort_key
 
 __all__ = [
     "data",
@@ -21,6 +21,8 @@ __all__ = [
     "atomic_write",
     "check_voxel_size",
     "natural_sort_key",
+    "is_positive_int",
+    "check_positive_ints",
     "__version__",
 ]
 

@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 from typing import Iterator, Sequence
 
-__all__ = ["atomic_write", "natural_sort_key", "check_voxel_size"]
+__all__ = ["atomic_write", "natural_sort_key", "check_voxel_size", "is_positive_int", "check_positive_ints"]
 
 
 @contextlib.contextmanager
@@ -83,3 +83,20 @@ def check_voxel_size(voxel_size: Sequence[float] | float | None, owner: str) -> 
     if len(values) != 3 or not all(math.isfinite(v) and v > 0 for v in values):
         raise ValueError(message)
     return values[0], values[1], values[2]
+
+
+def is_positive_int(value: object) -> bool:
+    """True for an ``int`` >= 1 (``bool`` is not taken for an int)."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def check_positive_ints(owner: str, **values: object) -> None:
+    """Raise ``ValueError`` naming ``owner`` and the argument for the first value that is not an int >= 1.
+
+    Example::
+
+        check_positive_ints("ChannelAttention", channels=channels, reduction=reduction)
+    """
+    for name, value in values.items():
+        if not is_positive_int(value):
+            raise ValueError(f"{owner}: {name} must be a positive int, got {value!r}.")

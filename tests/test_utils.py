@@ -7,7 +7,13 @@ from pathlib import Path
 
 from parameterized import parameterized
 
-from emdiff_components.utils import atomic_write, check_voxel_size, natural_sort_key
+from emdiff_components.utils import (
+    atomic_write,
+    check_positive_ints,
+    check_voxel_size,
+    is_positive_int,
+    natural_sort_key,
+)
 
 SORT_CASES = [
     (["img10.tif", "img2.tif", "img1.tif"], ["img1.tif", "img2.tif", "img10.tif"]),
@@ -128,6 +134,19 @@ class TestAtomicWrite(unittest.TestCase):
                 raise ValueError
         self.assertEqual(target.read_bytes(), b"old")
         self.assertEqual([p.name for p in self.root.iterdir()], ["data.bin"])
+
+
+
+class TestPositiveInts(unittest.TestCase):
+    @parameterized.expand([("one", 1, True), ("big", 10**9, True), ("zero", 0, False), ("negative", -3, False),
+                           ("bool", True, False), ("float", 2.0, False), ("text", "2", False)])
+    def test_is_positive_int(self, _, value, expected):
+        self.assertIs(is_positive_int(value), expected)
+
+    def test_check_names_owner_and_argument(self):
+        check_positive_ints("Net", channels=4, heads=1)
+        with self.assertRaisesRegex(ValueError, r"^Net: heads must be a positive int, got 0\.$"):
+            check_positive_ints("Net", channels=4, heads=0)
 
 
 if __name__ == "__main__":

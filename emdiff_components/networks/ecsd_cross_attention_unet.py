@@ -9,12 +9,13 @@ import torch
 from monai.networks.blocks import Convolution
 from torch import nn
 
+from ..utils import is_positive_int
 from .blocks._memory import maybe_checkpoint
 from .blocks.conditioning import ConditionalCrossAttentionModule, ContrastEnhancementModule
 from .blocks.embeddings import TimestepEmbedding
 from .blocks.inputs import check_conditional_inputs
+from .blocks.resampling import NearestUpsample, conv_downsample, entry_block, up_cat_block
 from .blocks.resnet import TimeResBlock
-from .ecsd_unet import _downsample, _entry_block, _positive_int, _up_cat_block, _Upsample
 
 __all__ = ["ECSDCrossAttentionUNet"]
 
@@ -31,7 +32,7 @@ class _Encoder(nn.Module):
             nn.ModuleList(TimeResBlock(2, w, w, temb_channels, norm_num_groups) for _ in range(num_res_blocks))
             for w in widths
         )
-        self.downs = nn.ModuleList(_downsample(widths[i], widths[i + 1]) for i in range(len(widths) - 1))
+        self.downs = nn.ModuleList(conv_downsample(widths[i], widths[i + 1]) for i in range(len(widths) - 1))
 
 
 class ECSDCrossAttentionUNet(nn.Module):
@@ -60,7 +61,7 @@ class ECSDCrossAttentionUNet(nn.Module):
        features only.
     4. bottleneck: :class:`ConditionalCrossAttentionModule` (CCAM) on the last-level main and conditional features.
     5. decoder, from the deepest level up: nearest upsampling + 3x3 convolution (except at the deepest level;
-       computed exactly at low resolution, see ``_Upsample``), concatenation with the level's skip,
+       computed exactly at low resolution, see ``NearestUpsample``), concatenation with the level's skip,
        ``num_res_blocks`` ResBlocks.
     6. output: a ResBlock on ``cat(x, stem output)`` and a 1x1 convolution to ``out_channels``. No output
        activation: the sampler clamps x0_hat to [-1, 1].
@@ -141,7 +142,7 @@ class ECSDCrossAttentionUNet(nn.Module):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"ECSDCrossAttentionUNet: {name} must be a positive int, got {value!r}.")
         widths = list(channels)
-        if not widths or not all(_positive_int(w) for w in widths):
+        if not widths or not all(is_positive_int(w) for w in widths):
             raise ValueError(
                 f"ECSDCrossAttentionUNet: channels must be a non-empty sequence of positive ints, got {channels!r}."
             )
@@ -173,7 +174,7 @@ class ECSDCrossAttentionUNet(nn.Module):
             widths[-1], temb_channels, norm_num_groups, attention_heads, attention_head_channels
         )
         # decoder, stored deepest level first (the order it runs in)
-        self.ups = nn.ModuleList(_Upsample(widths[i + 1], widths[i]) for i in reversed(range(len(widths) - 1)))
+        self.ups = nn.ModuleList(NearestUpsample(widths[i + 1], widths[i]) for i in reversed(range(len(widths) - 1)))
         self.dec_levels = nn.ModuleList(
             nn.ModuleList(
                 TimeResBlock(2, 2 * w if j == 0 else w, w, temb_channels, norm_num_groups)
@@ -221,7 +222,7 @@ class ECSDCrossAttentionUNet(nn.Module):
         h, feats = x if stem is None else stem, []
         for i, blocks in enumerate(encoder.levels):
             entry = encoder.downs[i - 1] if i > 0 else (encoder.stem if stem is None else None)
-            h = self._run(partial(_entry_block, entry, blocks[0]), h, temb)
+            h = self._run(partial(entry_block, entry, blocks[0]), h, temb)
             for block in blocks[1:]:
                 h = self._run(block, h, temb)
             if cond_feats is not None:
@@ -249,7 +250,7 @@ class ECSDCrossAttentionUNet(nn.Module):
         # 5. decoder: upsampling and concatenation run inside the first ResBlock's checkpoint (see _encode)
         for j, blocks in enumerate(self.dec_levels):
             up = self.ups[j - 1] if j > 0 else None
-            h = self._run(partial(_up_cat_block, up, blocks[0]), h, skips[-1 - j], temb)
+            h = self._run(partial(up_cat_block, up, blocks[0]), h, skips[-1 - j], temb)
             for block in blocks[1:]:
                 h = self._run(block, h, temb)
         # 6. output

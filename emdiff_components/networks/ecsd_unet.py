@@ -7,10 +7,10 @@ from collections.abc import Callable, Sequence
 from functools import partial
 
 import torch
-import torch.nn.functional as F
 from monai.networks.blocks import Convolution
 from torch import nn
 
+from ..utils import is_positive_int
 from .blocks._memory import add_, maybe_checkpoint
 from .blocks.cold_segdiff import (
     ContrastEnhancementBlock,
@@ -20,52 +20,10 @@ from .blocks.cold_segdiff import (
     SoftmaxSelfAttention,
 )
 from .blocks.inputs import check_conditional_inputs
+from .blocks.resampling import NearestUpsample, conv_downsample, entry_block, up_cat_block
 from .blocks.resnet import TimeResBlock
 
 __all__ = ["ECSDUNet"]
-
-
-def _downsample(in_channels: int, out_channels: int) -> nn.Module:
-    """2x2 convolution with stride 2: the reference's pixel-unshuffle + 1x1 convolution as one operation.
-
-    ``rearrange('b c (h p1) (w p2) -> b (c p1 p2) h w')`` then a 1x1 convolution with weight (O, 4C) is the 2x2
-    stride-2 convolution with weight ``W.reshape(O, C, 2, 2)``; the unshuffled tensor is never materialised (2x
-    faster in the profile).
-    """
-    return Convolution(2, in_channels, out_channels, strides=2, kernel_size=2, padding=0, conv_only=True)
-
-
-class _Upsample(nn.Module):
-    """Nearest-neighbour upsampling by 2 then a 3x3 convolution (no checkerboard artefacts), computed at low resolution.
-
-    Each of the four output phases (2i + a, 2j + b) of "nearest x2, then 3x3 conv with zero padding" sees only a 2x2
-    neighbourhood of the low-resolution input, with the 3x3 taps summed accordingly; four 2x2 convolutions give the
-    identical result with 4 / 9 of the multiply-adds and without the 4x larger upsampled tensor. The parameters are
-    those of the plain 3x3 convolution.
-    """
-
-    # rows of the 3x3 kernel that fall on low-res offsets (-1, 0) for phase 0 and (0, +1) for phase 1
-    _TAPS = ((1.0, 0.0, 0.0), (0.0, 1.0, 1.0)), ((1.0, 1.0, 0.0), (0.0, 0.0, 1.0))
-
-    def __init__(self, in_channels: int, out_channels: int) -> None:
-        super().__init__()
-        self.conv = Convolution(2, in_channels, out_channels, kernel_size=3, conv_only=True)
-        self.register_buffer("taps", torch.tensor(self._TAPS), persistent=False)  # (phase, 2, 3)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        weight, bias = self.conv.conv.weight, self.conv.conv.bias
-        taps = self.taps.to(weight.dtype)
-        padded = F.pad(x, (1, 1, 1, 1))
-        b, _, h, w = x.shape
-        out = torch.empty(
-            (b, weight.shape[0], 2 * h, 2 * w), dtype=x.dtype, device=x.device, memory_format=torch.channels_last
-        )
-        for p in range(2):
-            for q in range(2):
-                kernel = torch.einsum("pr,oirs,qs->oipq", taps[p], weight, taps[q])
-                kernel = kernel.contiguous(memory_format=torch.channels_last)
-                out[:, :, p::2, q::2] = F.conv2d(padded[:, :, p : p + h + 1, q : q + w + 1], kernel, bias)
-        return out
 
 
 class _Level(nn.Module):
@@ -93,7 +51,7 @@ class _Encoder(nn.Module):
             _Level(
                 (dims[i], dims[i]),
                 dims[i],
-                _downsample(dims[i], dims[i + 1])
+                conv_downsample(dims[i], dims[i + 1])
                 if i < last
                 else Convolution(2, dims[i], dims[i + 1], kernel_size=3, conv_only=True),
                 softmax[i],
@@ -207,11 +165,11 @@ class ECSDUNet(nn.Module):
             ("attention_heads", attention_heads),
             ("transformer_depth", transformer_depth),
         ):
-            if not _positive_int(value):
+            if not is_positive_int(value):
                 raise ValueError(f"ECSDUNet: {name} must be a positive int, got {value!r}.")
         widths = _level_widths(channels, channel_mults)
         init_channels = widths[0] if init_channels is None else init_channels
-        if not _positive_int(init_channels) or init_channels % 2 or init_channels < 4:
+        if not is_positive_int(init_channels) or init_channels % 2 or init_channels < 4:
             raise ValueError(f"ECSDUNet: init_channels must be an even int >= 4, got {init_channels!r}.")
         dims = [init_channels, *widths]  # level i works at dims[i] and widens to dims[i + 1]
         for w in dims:
@@ -227,7 +185,7 @@ class ECSDUNet(nn.Module):
                 f"ECSDUNet: full_attention must be {levels} bools (one per level of channels), got {full_attention!r}."
             )
         size = (filter_size, filter_size) if isinstance(filter_size, int) else tuple(filter_size)
-        if len(size) != 2 or not all(_positive_int(s) and s >= 2 ** (levels - 1) for s in size):
+        if len(size) != 2 or not all(is_positive_int(s) and s >= 2 ** (levels - 1) for s in size):
             raise ValueError(
                 f"ECSDUNet: filter_size must be one or two ints >= {2 ** (levels - 1)} (the total stride), "
                 f"got {filter_size!r}."
@@ -253,7 +211,7 @@ class ECSDUNet(nn.Module):
             _Level(
                 (dims[i + 1] + dims[i], dims[i + 1] + dims[i]),
                 dims[i + 1],
-                _Upsample(dims[i + 1], dims[i])
+                NearestUpsample(dims[i + 1], dims[i])
                 if i > 0
                 else Convolution(2, dims[1], dims[0], kernel_size=3, conv_only=True),
                 softmax[i],
@@ -310,8 +268,8 @@ class ECSDUNet(nn.Module):
         for i, cem in enumerate(self.cems):
             level, cond_level = self.encoder.levels[i], self.cond_encoder.levels[i]
             cond_entry = _entry(self.cond_encoder, i, checkpointing)
-            h = self._run(partial(_entry_block, _entry(self.encoder, i, checkpointing), level.block1), h, temb)
-            c = self._run(partial(_entry_block, cond_entry, cond_level.block1), c, temb)
+            h = self._run(partial(entry_block, _entry(self.encoder, i, checkpointing), level.block1), h, temb)
+            c = self._run(partial(entry_block, cond_entry, cond_level.block1), c, temb)
             skips.append(h)
             h = self._run(partial(_block_attention, level), h, temb)
             c = self._run(partial(_block_attention, cond_level), c, temb)
@@ -324,8 +282,8 @@ class ECSDUNet(nn.Module):
         # 4. decoder; the upsampling runs inside the next level's first checkpoint
         for j, level in enumerate(self.decoder):
             up = self.decoder[j - 1].resample if j > 0 else None
-            h = self._run(partial(_up_cat_block, up, level.block1), h, skips.pop(), temb)
-            h = self._run(partial(_up_cat_block, None, level.block2), h, skips.pop(), temb)
+            h = self._run(partial(up_cat_block, up, level.block1), h, skips.pop(), temb)
+            h = self._run(partial(up_cat_block, None, level.block2), h, skips.pop(), temb)
             h = self._run(partial(_residual, level.attention), h)
         h = self._run(self.decoder[-1].resample, h)
         # 5. output
@@ -342,21 +300,17 @@ class ECSDUNet(nn.Module):
         return self.final_conv(self.final_block(torch.cat([h, stem], dim=1), temb))
 
 
-def _positive_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
-
-
 def _level_widths(channels: Sequence[int] | int, channel_mults: Sequence[int] | None) -> list[int]:
     """Per-level widths from ``channels`` or the deprecated int + multipliers."""
     if channel_mults is None and not isinstance(channels, int):
         widths = list(channels)
-        if not widths or not all(_positive_int(w) for w in widths):
+        if not widths or not all(is_positive_int(w) for w in widths):
             raise ValueError(f"ECSDUNet: channels must be a non-empty sequence of positive ints, got {channels!r}.")
         return widths
     mults = tuple((1, 2, 4, 8) if channel_mults is None else channel_mults)
-    if not _positive_int(channels):
+    if not is_positive_int(channels):
         raise ValueError(f"ECSDUNet: channels must be a positive int when channel_mults is given, got {channels!r}.")
-    if not mults or not all(_positive_int(m) for m in mults):
+    if not mults or not all(is_positive_int(m) for m in mults):
         raise ValueError(f"ECSDUNet: channel_mults must be a non-empty sequence of positive ints, got {mults!r}.")
     widths = [channels * m for m in mults]
     old = f"channels={channels}" + ("" if channel_mults is None else f", channel_mults={mults}")
@@ -377,10 +331,6 @@ def _entry(encoder: _Encoder, i: int, checkpointing: bool) -> nn.Module | None:
     return encoder.stem if checkpointing else None
 
 
-def _entry_block(entry: nn.Module | None, block: nn.Module, h: torch.Tensor, temb: torch.Tensor) -> torch.Tensor:
-    return block(h if entry is None else entry(h), temb)
-
-
 def _residual(attention: nn.Module, h: torch.Tensor) -> torch.Tensor:
     return add_(attention(h), h)
 
@@ -388,10 +338,3 @@ def _residual(attention: nn.Module, h: torch.Tensor) -> torch.Tensor:
 def _block_attention(level: _Level, h: torch.Tensor, temb: torch.Tensor) -> torch.Tensor:
     h = level.block2(h, temb)
     return add_(level.attention(h), h)
-
-
-def _up_cat_block(
-    up: nn.Module | None, block: nn.Module, h: torch.Tensor, skip: torch.Tensor, temb: torch.Tensor
-) -> torch.Tensor:
-    h = h if up is None else up(h)
-    return block(torch.cat([h, skip], dim=1), temb)

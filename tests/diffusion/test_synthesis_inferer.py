@@ -5,7 +5,6 @@ import unittest
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from monai.bundle import ConfigParser
 from monai.engines import SupervisedTrainer
 from monai.networks.schedulers import DDIMScheduler, DDPMScheduler
@@ -16,7 +15,6 @@ from emdiff_components.diffusion import (
     ConditionalSynthesisInferer,
     med_ddpm_cosine_schedule,
     synthesis_scheduler,
-    tiled_prediction,
 )
 from emdiff_components.engines import DiffusionTrainingStep
 

@@ -13,7 +13,7 @@ from parameterized import parameterized
 from emdiff_components import networks
 from emdiff_components.networks import ECSDUNet, ecsd_unet
 from emdiff_components.networks.blocks import ChannelLayerNorm, LinearSelfAttention, SoftmaxSelfAttention
-from emdiff_components.networks.ecsd_unet import _Upsample
+from emdiff_components.networks.blocks import NearestUpsample
 
 _THREADS = torch.get_num_threads()
 
@@ -106,7 +106,7 @@ class TestECSDUNet(unittest.TestCase):
                 self.assertEqual(block.conv1.conv.out_channels, dims[i + 1])
             self.assertIsInstance(level.attention, SoftmaxSelfAttention if i == 3 else LinearSelfAttention)
         self.assertIsInstance(net.decoder[-1].resample, type(net.encoder.levels[-1].resample))
-        self.assertIsInstance(net.decoder[0].resample, _Upsample)
+        self.assertIsInstance(net.decoder[0].resample, NearestUpsample)
         # LayerNorms: gains only, except the CEM's input norm
         with_bias = [n for n, m in net.named_modules() if isinstance(m, ChannelLayerNorm) and m.bias is not None]
         self.assertEqual(with_bias, [f"cems.{i}.norm" for i in range(4)])
@@ -210,7 +210,7 @@ class TestECSDUNet(unittest.TestCase):
     @parameterized.expand([((5, 7),), ((8, 6),)])
     def test_upsample_equals_nearest_then_conv(self, size):
         torch.manual_seed(0)
-        up = _Upsample(6, 4).double()
+        up = NearestUpsample(6, 4).double()
         g = torch.Generator().manual_seed(1)
         x = torch.randn(2, 6, *size, generator=g, dtype=torch.float64).requires_grad_()
         reference = up.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from .attention import ChannelAttention, LinearCrossAttention, SoftmaxCrossAttention, SpatialAttention
+from .attention import (
+    ChannelAttention,
+    LinearCrossAttention,
+    SoftmaxCrossAttention,
+    SpatialAttention,
+    from_heads,
+    linear_attention,
+    to_heads,
+)
 from .bffm import ADRB, BFFM, CGR, boundary_edges
 from .conditioning import ConditionalCrossAttentionModule, ContrastEnhancementModule
 from .embeddings import TimestepEmbedding
@@ -16,6 +24,9 @@ __all__ = [
     "SpatialAttention",
     "LinearCrossAttention",
     "SoftmaxCrossAttention",
+    "to_heads",
+    "from_heads",
+    "linear_attention",
     "boundary_edges",
     "BFFM",
     "CGR",
@@ -49,3 +60,6 @@ __all__ += [
     "ContrastEnhancementBlock",
     "MIDBottleneck",
 ]
+from .resampling import NearestUpsample, conv_downsample, entry_block, up_cat_block
+
+__all__ += ["conv_downsample", "NearestUpsample", "entry_block", "up_cat_block"]

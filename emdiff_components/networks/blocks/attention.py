@@ -7,30 +7,33 @@ import torch.nn.functional as F
 from monai.networks.blocks import Convolution
 from torch import nn
 
+from ...utils import check_positive_ints
 from ._memory import exp_, scale_, sub_
 from .normalization import ChannelLayerNorm
 
-__all__ = ["ChannelAttention", "SpatialAttention", "LinearCrossAttention", "SoftmaxCrossAttention"]
+__all__ = [
+    "ChannelAttention",
+    "SpatialAttention",
+    "LinearCrossAttention",
+    "SoftmaxCrossAttention",
+    "to_heads",
+    "from_heads",
+    "linear_attention",
+]
 
 
-def _check_positive(owner: str, **values: int) -> None:
-    for name, value in values.items():
-        if not isinstance(value, int) or value < 1:
-            raise ValueError(f"{owner}: {name} must be a positive int, got {value!r}.")
-
-
-def _tokens(x: torch.Tensor, heads: int) -> torch.Tensor:
+def to_heads(x: torch.Tensor, heads: int) -> torch.Tensor:
     """(B, heads * d, H, W) -> (B, H * W, heads, d)."""
     b, c, h, w = x.shape
     return x.permute(0, 2, 3, 1).reshape(b, h * w, heads, c // heads)
 
 
-def _feature_map(x: torch.Tensor, h: int, w: int) -> torch.Tensor:
+def from_heads(x: torch.Tensor, h: int, w: int) -> torch.Tensor:
     """(B, H * W, heads, d) -> (B, heads * d, H, W) in channels-last memory format."""
     return x.reshape(x.shape[0], h, w, -1).permute(0, 3, 1, 2)
 
 
-def _linear_attention(
+def linear_attention(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int, d: int, to_out: nn.Conv2d
 ) -> torch.Tensor:
     """Efficient attention of (B, heads * d, H, W) maps q, k, v followed by the 1x1 projection ``to_out``.
@@ -80,7 +83,7 @@ class ChannelAttention(nn.Module):
 
     def __init__(self, channels: int, reduction: int = 16) -> None:
         super().__init__()
-        _check_positive("ChannelAttention", channels=channels, reduction=reduction)
+        check_positive_ints("ChannelAttention", channels=channels, reduction=reduction)
         hidden = max(1, channels // reduction)
         # 1x1 convolutions on the pooled (B, C, 1, 1) maps are the shared MLP of CBAM.
         self.mlp = nn.Sequential(
@@ -164,7 +167,7 @@ class LinearCrossAttention(nn.Module):
     ) -> None:
         super().__init__()
         context_channels = channels if context_channels is None else context_channels
-        _check_positive(
+        check_positive_ints(
             "LinearCrossAttention",
             channels=channels,
             context_channels=context_channels,
@@ -202,7 +205,7 @@ class LinearCrossAttention(nn.Module):
             q = scale_(q, 1 + self.channel_attention(q))
         if self.spatial_attention is not None:
             k = scale_(k, 1 + self.spatial_attention(k))
-        return self.out_norm(_linear_attention(q, k, v, heads, d, self.to_out))
+        return self.out_norm(linear_attention(q, k, v, heads, d, self.to_out))
 
 
 class SoftmaxCrossAttention(nn.Module):
@@ -240,7 +243,7 @@ class SoftmaxCrossAttention(nn.Module):
     ) -> None:
         super().__init__()
         context_channels = channels if context_channels is None else context_channels
-        _check_positive(
+        check_positive_ints(
             "SoftmaxCrossAttention",
             channels=channels,
             context_channels=context_channels,
@@ -263,8 +266,8 @@ class SoftmaxCrossAttention(nn.Module):
                 f"SoftmaxCrossAttention: x {tuple(x.shape)} and context {tuple(context.shape)} differ in batch size."
             )
         b, _, h, w = x.shape
-        q = _tokens(self.to_q(self.norm_q(x)), self.heads).transpose(1, 2)
+        q = to_heads(self.to_q(self.norm_q(x)), self.heads).transpose(1, 2)
         k, v = self.to_kv(self.norm_kv(context)).chunk(2, dim=1)
-        k, v = (_tokens(t, self.heads).transpose(1, 2) for t in (k, v))
+        k, v = (to_heads(t, self.heads).transpose(1, 2) for t in (k, v))
         out = F.scaled_dot_product_attention(q, k, v)  # (B, heads, N, d)
-        return self.to_out(_feature_map(out.transpose(1, 2), h, w))
+        return self.to_out(from_heads(out.transpose(1, 2), h, w))

@@ -8,15 +8,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ...utils import check_positive_ints
 from .attention import ChannelAttention, SpatialAttention
 
 __all__ = ["boundary_edges", "BFFM", "CGR", "ADRB"]
-
-
-def _check_positive(owner: str, **values: int) -> None:
-    for name, value in values.items():
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"{owner}: {name} must be a positive int, got {value!r}.")
 
 
 def boundary_edges(features: torch.Tensor, kernel_sizes: Sequence[int] = (3, 5, 7)) -> list[torch.Tensor]:
@@ -75,7 +70,7 @@ class BFFM(nn.Module):
         self, in_channels: int, out_channels: int, reduction: int = 16, kernel_sizes: Sequence[int] = (3, 5, 7)
     ) -> None:
         super().__init__()
-        _check_positive("BFFM", in_channels=in_channels, out_channels=out_channels, reduction=reduction)
+        check_positive_ints("BFFM", in_channels=in_channels, out_channels=out_channels, reduction=reduction)
         self.kernel_sizes = tuple(kernel_sizes)
         if not self.kernel_sizes or any(not isinstance(k, int) or k < 1 or k % 2 == 0 for k in self.kernel_sizes):
             raise ValueError(f"BFFM: kernel_sizes must be non-empty positive odd ints, got {kernel_sizes!r}.")
@@ -120,7 +115,7 @@ class CGR(nn.Sequential):
     """
 
     def __init__(self, in_channels: int, out_channels: int, norm_num_groups: int = 8) -> None:
-        _check_positive("CGR", in_channels=in_channels, out_channels=out_channels, norm_num_groups=norm_num_groups)
+        check_positive_ints("CGR", in_channels=in_channels, out_channels=out_channels, norm_num_groups=norm_num_groups)
         if out_channels % norm_num_groups:
             raise ValueError(
                 f"CGR: out_channels ({out_channels}) must be divisible by norm_num_groups ({norm_num_groups})."
@@ -169,7 +164,7 @@ class ADRB(nn.Module):
         spatial_kernel_size: int = 7,
     ) -> None:
         super().__init__()
-        _check_positive(
+        check_positive_ints(
             "ADRB", in_channels=in_channels, out_channels=out_channels, embedding_channels=embedding_channels
         )
         self.direct = CGR(in_channels, out_channels, norm_num_groups)  # CGR_a

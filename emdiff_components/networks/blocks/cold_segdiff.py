@@ -16,9 +16,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ...utils import check_positive_ints
 from ._memory import add_, maybe_checkpoint, scale_
-from .attention import ChannelAttention, SoftmaxCrossAttention, SpatialAttention, _feature_map, _linear_attention
-from .attention import _tokens
+from .attention import (
+    ChannelAttention,
+    SoftmaxCrossAttention,
+    SpatialAttention,
+    from_heads,
+    linear_attention,
+    to_heads,
+)
 from .frequency import FFParserFilter
 from .normalization import ChannelLayerNorm
 from .resnet import TimeResBlock
@@ -30,12 +37,6 @@ __all__ = [
     "ContrastEnhancementBlock",
     "MIDBottleneck",
 ]
-
-
-def _check_positive(owner: str, **values: int) -> None:
-    for name, value in values.items():
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{owner}: {name} must be a positive int, got {value!r}.")
 
 
 class SinusoidalTimeEmbedding(nn.Module):
@@ -60,11 +61,11 @@ class SinusoidalTimeEmbedding(nn.Module):
 
     def __init__(self, channels: int, embedding_channels: int | None = None) -> None:
         super().__init__()
-        _check_positive("SinusoidalTimeEmbedding", channels=channels)
+        check_positive_ints("SinusoidalTimeEmbedding", channels=channels)
         if channels % 2 or channels < 4:
             raise ValueError(f"SinusoidalTimeEmbedding: channels must be even and >= 4, got {channels!r}.")
         embedding_channels = 4 * channels if embedding_channels is None else embedding_channels
-        _check_positive("SinusoidalTimeEmbedding", embedding_channels=embedding_channels)
+        check_positive_ints("SinusoidalTimeEmbedding", embedding_channels=embedding_channels)
         self.channels, self.embedding_channels = channels, embedding_channels
         self.mlp = nn.Sequential(
             nn.Linear(channels, embedding_channels), nn.GELU(), nn.Linear(embedding_channels, embedding_channels)
@@ -114,7 +115,7 @@ class LinearSelfAttention(nn.Module):
         self, channels: int, heads: int = 4, head_channels: int = 32, cbam: bool = False, reduction: int = 16
     ) -> None:
         super().__init__()
-        _check_positive("LinearSelfAttention", channels=channels, heads=heads, head_channels=head_channels)
+        check_positive_ints("LinearSelfAttention", channels=channels, heads=heads, head_channels=head_channels)
         hidden = heads * head_channels
         self.heads, self.head_channels = heads, head_channels
         self.norm = ChannelLayerNorm(channels, bias=False)
@@ -135,7 +136,7 @@ class LinearSelfAttention(nn.Module):
             q = scale_(q, 1 + self.channel_attention(q))  # CA(q) * q + q in one pass
         if self.spatial_attention is not None:
             k = scale_(k, 1 + self.spatial_attention(k))
-        return self.out_norm(_linear_attention(q, k, v, self.heads, self.head_channels, self.to_out))
+        return self.out_norm(linear_attention(q, k, v, self.heads, self.head_channels, self.to_out))
 
 
 class SoftmaxSelfAttention(nn.Module):
@@ -160,7 +161,7 @@ class SoftmaxSelfAttention(nn.Module):
 
     def __init__(self, channels: int, heads: int = 4, head_channels: int = 32) -> None:
         super().__init__()
-        _check_positive("SoftmaxSelfAttention", channels=channels, heads=heads, head_channels=head_channels)
+        check_positive_ints("SoftmaxSelfAttention", channels=channels, heads=heads, head_channels=head_channels)
         hidden = heads * head_channels
         self.heads, self.head_channels = heads, head_channels
         self.norm = ChannelLayerNorm(channels, bias=False)
@@ -170,9 +171,9 @@ class SoftmaxSelfAttention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Attend over the positions of ``x``."""
         h, w = x.shape[2:]
-        q, k, v = (_tokens(t, self.heads).transpose(1, 2) for t in self.to_qkv(self.norm(x)).chunk(3, dim=1))
+        q, k, v = (to_heads(t, self.heads).transpose(1, 2) for t in self.to_qkv(self.norm(x)).chunk(3, dim=1))
         out = F.scaled_dot_product_attention(q, k, v)  # (B, heads, N, d)
-        return self.to_out(_feature_map(out.transpose(1, 2), h, w))
+        return self.to_out(from_heads(out.transpose(1, 2), h, w))
 
 
 class ContrastEnhancementBlock(nn.Module):
@@ -298,7 +299,7 @@ class MIDBottleneck(nn.Module):
         use_checkpointing: bool = False,
     ) -> None:
         super().__init__()
-        _check_positive("MIDBottleneck", ff_mult=ff_mult, depth=depth)
+        check_positive_ints("MIDBottleneck", ff_mult=ff_mult, depth=depth)
         self.use_checkpointing = bool(use_checkpointing)
         self.mid1 = TimeResBlock(2, channels, channels, temb_channels, norm_num_groups)
         self.cond_mid1 = TimeResBlock(2, channels, channels, temb_channels, norm_num_groups)
