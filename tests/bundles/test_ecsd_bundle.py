@@ -22,6 +22,9 @@ CONFIGS = BUNDLE / "configs"
 # small but real: tiny width, 2 sampler steps, 64 x 64 patches
 FAST = {
     "channels": [8, 16, 32, 64],
+    "attention_heads": 1,
+    "attention_head_channels": 8,
+    "filter_size": [64, 64],
     "patch_size": [64, 64],
     "use_checkpointing": False,
     "num_inference_steps": 2,
@@ -67,6 +70,7 @@ class TestECSDBundleConfigs(unittest.TestCase):
         bundle_testing.assert_shared_ids(
             self, CONFIGS,
             ["network_def", "diffusion_scheduler", "intensity", "num_classes", "class_names", "patch_size", "channels",
+             "attention_heads", "attention_head_channels", "filter_size",
              "use_checkpointing", "num_train_timesteps", "num_inference_steps", "sampler", "device", "demo_dir",
              "dataset_dir", "dataset_root", "imports"],
         )
