@@ -78,7 +78,6 @@ _SOURCES = {"isbi": ("isbi_mito", "isbi"), "epfl": ("epfl", "isbi"), "covid": ("
 _ON_COVID = ("biedsnet", "basicunet")
 _BUNDLE = {"ecsd": "ecsd", "ecsd_no_boundary": "ecsd", "biedsnet": "biedsnet"}
 _OVERLAYS = {"ecsd_no_boundary": ["cold_segdiff.json"]}
-_WEIGHTS = {"biedsnet": "ema_model"}  # the id of what the bundle saves as models/model.pt (default "network")
 _COLOURS = [(180, 119, 31), (14, 127, 255), (44, 160, 44), (40, 39, 214), (189, 103, 148), (75, 86, 140)]  # BGR
 
 
@@ -102,6 +101,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--basicunet-features", nargs=6, type=int, default=[32, 32, 64, 128, 256, 32])
     p.add_argument("--lr", type=float, default=None, help="diffusion models' learning rate (default: the bundle's)")
     p.add_argument("--basicunet-lr", type=float, default=1e-4, help="AdamW learning rate of BasicUNet")
+    p.add_argument("--biedsnet-weights", choices=("ema", "network"), default="ema",
+                   help="BIEDSNet weights saved at the marks (default: the EMA, what the bundle saves as model.pt)")
     p.add_argument("--em-patch", type=int, default=128, help="training patch on EM, every model")
     p.add_argument("--infer-patch", type=int, default=256, help="sampling tile on EM")
     p.add_argument("--ct-size", type=int, default=256, help="COVID slices resized to this (paper: 256)")
@@ -143,7 +144,9 @@ def overrides(model: str, train_set: str, args: argparse.Namespace, root: Path) 
         out["learning_rate"] = args.lr
     bundle = pipeline(model, train_set)
     if bundle == "ecsd":
-        out.update(patch_size=[args.em_patch] * 2, channels=list(args.ecsd_channels), use_checkpointing=False)
+        # the FF-Parser maps on the grid of the training patch, as the reference code's image_size
+        out.update(patch_size=[args.em_patch] * 2, channels=list(args.ecsd_channels), use_checkpointing=False,
+                   filter_size=[args.em_patch] * 2)
     else:
         size = None if train_set == "isbi" else [args.ct_size] * 2  # EM at native resolution in tiles (README)
         patch = [args.em_patch] * 2 if train_set == "isbi" else [args.ct_size] * 2
@@ -215,8 +218,17 @@ def _schedule_to(last_mark_s: float, warmup_fraction: float, scheduler) -> Calla
     return on_start
 
 
-def train(model: str, train_set: str, data: Path, args: argparse.Namespace) -> list[dict[str, Any]]:
-    """Train one model on one set until the last mark; writes ``<work>/<model>_<set>/marks/<i>.pt``; returns records."""
+def frozen_network_def(parser) -> dict[str, Any]:
+    """``network_def`` with every argument resolved to its value, so evaluation builds the network that was trained
+    even if the configs change meanwhile."""
+    raw = parser["network_def"]
+    return {k: raw[k] if k == "_target_" else parser.get_parsed_content(f"network_def#{k}") for k in raw}
+
+
+def train(model: str, train_set: str, data: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """Train one model on one set until the last mark; writes ``<work>/<model>_<set>/marks/<i>.pt``.
+
+    Returns ``{"marks": [per mark: iterations, epochs, CPU and wall seconds], "network_def": frozen or None}``."""
     root = Path(args.work) / f"{model}_{train_set}"
     shutil.rmtree(root / "models", ignore_errors=True)  # never resume an older run
     marks_dir = root / "marks"
@@ -240,10 +252,12 @@ def train(model: str, train_set: str, data: Path, args: argparse.Namespace) -> l
             optimizer=torch.optim.AdamW(net.parameters(), lr=args.basicunet_lr, weight_decay=1e-6),
             loss_function=DiceCELoss(to_onehot_y=True, softmax=True), inferer=SimpleInferer(),
         )
-        weights, on_start = net, None
+        weights, on_start, network_def = net, None, None
     else:
         trainer = wf.trainer
-        weights = wf.parser.get_parsed_content(_WEIGHTS.get(model, "network"))
+        network_def = frozen_network_def(wf.parser)
+        ema = model == "biedsnet" and args.biedsnet_weights == "ema"
+        weights = wf.parser.get_parsed_content("ema_model" if ema else "network")
         scheduler = wf.parser.get_parsed_content("lr_scheduler") if "lr_scheduler" in wf.parser else None
         warmup = float(wf.parser.get_parsed_content("warmup_fraction")) if "warmup_fraction" in wf.parser else 0.0
         on_start = _schedule_to(60.0 * args.marks[-1], warmup, scheduler)
@@ -252,7 +266,7 @@ def train(model: str, train_set: str, data: Path, args: argparse.Namespace) -> l
     trainer.run()
     if len(saver.records) < len(args.marks):
         raise RuntimeError(f"learning_curves: {model} on {train_set} stopped before the last mark ({saver.records}).")
-    return saver.records
+    return {"marks": saver.records, "network_def": network_def}
 
 
 class ResizingInferer(Inferer):
@@ -292,7 +306,7 @@ def _basicunet_evaluation(parser, args: argparse.Namespace, override: dict[str, 
 
 
 def evaluate(model: str, train_set: str, dataset: str, data: Path, mark: int, sampler: str | None,
-             args: argparse.Namespace) -> dict[str, Any]:
+             args: argparse.Namespace, network_def: dict[str, Any] | None = None) -> dict[str, Any]:
     """Score the weights of one mark on one data set's Ts slices through inference.json + evaluate.json."""
     root = Path(args.work) / f"{model}_{train_set}"
     out_dir = root / "eval" / (f"{dataset}_mark{mark}" + (f"_{sampler}" if sampler else ""))
@@ -300,6 +314,8 @@ def evaluate(model: str, train_set: str, dataset: str, data: Path, mark: int, sa
     bundle = pipeline(model, train_set)
     override = {**overrides(model, train_set, args, root), "dataset_dir": str(data), "output_dir": str(out_dir),
                 "ckpt_path": str(root / "marks" / f"{mark}.pt")}
+    if network_def is not None:
+        override["network_def"] = network_def
     if train_set == "isbi":
         override["patch_size"] = [args.infer_patch] * 2
     if sampler:
@@ -413,8 +429,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }
     for model, train_set in runs(args):
         logger.info("training %s on %s", model, train_set)
-        records = train(model, train_set, data[train_set], args)
-        result["training"][f"{model}_{train_set}"] = records
+        trained = train(model, train_set, data[train_set], args)
+        result["training"][f"{model}_{train_set}"] = trained
+        records = trained["marks"]
         samplers = ["bansal", "reference"] if _BUNDLE.get(model) == "ecsd" else [None]
         for dataset in (d for d in args.datasets if _SOURCES[d][1] == train_set):
             for i, record in enumerate(records):
@@ -422,7 +439,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     row = {"model": model, "train_set": train_set, "dataset": dataset, "sampler": sampler,
                            "mark_cpu_min": record["mark_cpu_min"], "iterations": record["iterations"],
                            "epochs": record["epochs"], "train_cpu_s": record["cpu_s"]}
-                    row.update(evaluate(model, train_set, dataset, data[dataset], i, sampler, args))
+                    row.update(evaluate(model, train_set, dataset, data[dataset], i, sampler, args, trained["network_def"]))
                     result["rows"].append(row)
                     logger.info("%s", row)
                     _write(result, out)

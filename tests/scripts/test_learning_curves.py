@@ -160,7 +160,8 @@ class TestLearningCurvesEndToEnd(unittest.TestCase):
                 recount = pooled_dice_from_files(report, Path(row["output_dir"]) / "masks",
                                                  data / row["dataset"] / "labelsTs")
                 self.assertAlmostEqual(row["dice"], recount, places=6, msg=str(row))
-            for run, records in result["training"].items():  # later marks come after more CPU time and iterations
+            for run, trained in result["training"].items():  # later marks come after more CPU time and iterations
+                records = trained["marks"]
                 self.assertLess(records[0]["cpu_s"], records[1]["cpu_s"], run)
                 self.assertLessEqual(records[0]["iterations"], records[1]["iterations"], run)
             image = cv2.imread(str(tmp / "lc.png"))
