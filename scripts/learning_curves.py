@@ -21,8 +21,14 @@ same configs with its network, a sliding-window inferer and an argmax), ECSD wit
 per-slice mean is kept as ``mean_dice``), with each bundle's empty-truth convention.
 
 Widths (stated in the output; the rest at the papers' values: learning rates, batch sizes, T, schedules, EMA):
-ECSD (16, 32, 64, 128), BIEDSNet (16, 32, 64, 128, 256) with 3 ResBlocks per level, BasicUNet MONAI's default features;
+ECSD (16, 32, 64, 128) with the published attention (4 heads x 32 channels) and the FF-Parser maps on the
+training patch grid (``filter_size`` 128, as the reference's ``image_size``), BIEDSNet (16, 32, 64, 128, 256) with 3 ResBlocks per level, BasicUNet MONAI's default features;
 EM patches 128 (all models), sampled in tiles of 256; BIEDSNet / BasicUNet on COVID at 256 x 256 (the paper's resize).
+
+Sampling at the bundles' defaults (ECSD all T = 50 steps with both samplers, BIEDSNet 5 samples x 50 DDIM steps) costs
+more than the training at small marks: on 2 busy cores an ECSD evaluation of the 6 ISBI slices took ~85 s at 2 steps
+(one 512 tile per slice), so ``--steps`` (and ``--num-samples``) decide how long the evaluation after training takes;
+the JSON keeps each evaluation's wall and CPU seconds.
 
 Output: ``--out`` JSON (rewritten after every evaluation, so a partial run leaves its results), a markdown table on
 stdout, ``--plot`` PNG (drawn with OpenCV: one panel per data set, Dice against CPU-minutes on a log axis).
@@ -78,6 +84,7 @@ _SOURCES = {"isbi": ("isbi_mito", "isbi"), "epfl": ("epfl", "isbi"), "covid": ("
 _ON_COVID = ("biedsnet", "basicunet")
 _BUNDLE = {"ecsd": "ecsd", "ecsd_no_boundary": "ecsd", "biedsnet": "biedsnet"}
 _OVERLAYS = {"ecsd_no_boundary": ["cold_segdiff.json"]}
+LEGEND_ROW = 16
 _COLOURS = [(180, 119, 31), (14, 127, 255), (44, 160, 44), (40, 39, 214), (189, 103, 148), (75, 86, 140)]  # BGR
 
 
@@ -327,14 +334,15 @@ def evaluate(model: str, train_set: str, dataset: str, data: Path, mark: int, sa
     wf = workflow(bundle, ["inference.json", "evaluate.json"], "infer", override)
     if model == "basicunet":
         _basicunet_evaluation(wf.parser, args, override)
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     wf.initialize()
     wf.run()
     wf.finalize()
-    seconds = time.perf_counter() - start
+    seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
     report = json.loads((out_dir / "metrics.json").read_text())
     return {"dice": report["pooled_dice"], "mean_dice": report["mean_dice"], "jaccard": report["pooled_jaccard"],
             "num_images": report["num_images"], "ignore_empty": report["ignore_empty"], "eval_wall_s": seconds,
+            "eval_cpu_s": cpu_seconds,
             "output_dir": str(out_dir)}
 
 
@@ -358,7 +366,8 @@ def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
 def plot(rows: Sequence[dict[str, Any]], path: str | Path, panel: tuple[int, int] = (480, 360)) -> np.ndarray:
     """Draw Dice against CPU-minutes (log axis), one panel per data set, with OpenCV; write ``path``; return image.
 
-    The image is ``panel[1]`` high and ``panel[0]`` times the number of data sets wide.
+    The image is ``panel[0]`` times the number of data sets wide and ``panel[1] + LEGEND_ROW * series + 10`` high
+    (the legend, one row per model / sampler, under the panels; the colours are the same in every panel).
     """
     datasets = list(dict.fromkeys(r["dataset"] for r in rows))
     labels = list(dict.fromkeys(_label(r) for r in rows))
@@ -395,17 +404,14 @@ def plot(rows: Sequence[dict[str, Any]], path: str | Path, panel: tuple[int, int
                 cv2.line(image, a, b, colour, 2, cv2.LINE_AA)
             for p in pixels:
                 cv2.circle(image, p, 3, colour, -1, cv2.LINE_AA)
-        present = [(j, label) for j, label in enumerate(labels) if any(
-            r["dataset"] == dataset and _label(r) == label for r in rows)]
-        x, y = ox + left + 6, top + 6  # legend, upper left (early marks score low), on white
-        cv2.rectangle(image, (x, y), (x + 150, y + 14 * len(present) + 4), (255, 255, 255), -1)
-        cv2.rectangle(image, (x, y), (x + 150, y + 14 * len(present) + 4), grey, 1)
-        for n, (j, label) in enumerate(present):
-            yy = y + 14 * (n + 1)
-            cv2.line(image, (x + 4, yy - 4), (x + 22, yy - 4), _COLOURS[j % len(_COLOURS)], 2)
-            cv2.putText(image, label, (x + 26, yy), font, 0.35, (0, 0, 0), 1, cv2.LINE_AA)
         cv2.putText(image, "process CPU-minutes of training (log)", (ox + left + 60, height - 6), font, 0.4, grey, 1)
         cv2.putText(image, "Dice", (ox + 4, top - 10), font, 0.35, (0, 0, 0), 1, cv2.LINE_AA)
+    legend = np.full((LEGEND_ROW * len(labels) + 10, image.shape[1], 3), 255, np.uint8)  # one legend, under the panels
+    for j, label in enumerate(labels):
+        y = LEGEND_ROW * (j + 1)
+        cv2.line(legend, (left, y - 4), (left + 24, y - 4), _COLOURS[j % len(_COLOURS)], 2)
+        cv2.putText(legend, label, (left + 30, y), font, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
+    image = np.concatenate([image, legend])
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if not cv2.imwrite(str(path), image):
