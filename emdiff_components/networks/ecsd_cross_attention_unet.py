@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from functools import partial
 
 import torch
@@ -10,7 +10,7 @@ from monai.networks.blocks import Convolution
 from torch import nn
 
 from ..utils import is_positive_int
-from .blocks._memory import maybe_checkpoint
+from .blocks.checkpointed import CheckpointedUNet
 from .blocks.conditioning import ConditionalCrossAttentionModule, ContrastEnhancementModule
 from .blocks.embeddings import TimestepEmbedding
 from .blocks.inputs import check_conditional_inputs
@@ -35,7 +35,7 @@ class _Encoder(nn.Module):
         self.downs = nn.ModuleList(conv_downsample(widths[i], widths[i + 1]) for i in range(len(widths) - 1))
 
 
-class ECSDCrossAttentionUNet(nn.Module):
+class ECSDCrossAttentionUNet(CheckpointedUNet):
     """The earlier emdiff ECSD network (cross-attention to the image at every level); NOT the published structure.
 
     Our first reading of Yan et al. "Cold SegDiffusion: A Novel Diffusion Model for Medical Image Segmentation",
@@ -188,25 +188,9 @@ class ECSDCrossAttentionUNet(nn.Module):
         # channels-last weights: oneDNN otherwise re-lays out every 3x3 kernel on every call (~12 % of a forward)
         self.to(memory_format=torch.channels_last)
 
-    @property
-    def stride(self) -> int:
-        """Total down-sampling ``2 ** (levels - 1)``: every input size must be divisible by it."""
-        return 2 ** (len(self.widths) - 1)
-
-    @property
-    def use_checkpointing(self) -> bool:
-        """Whether training-mode forward passes recompute activations in backward (settable; reaches every block)."""
-        return self._use_checkpointing
-
-    @use_checkpointing.setter
-    def use_checkpointing(self, value: bool) -> None:
-        self._use_checkpointing = bool(value)
-        for module in (*self.cems, self.ccam):
-            module.use_checkpointing = self._use_checkpointing
-
-    def _run(self, fn: Callable[..., torch.Tensor], *args: torch.Tensor | None) -> torch.Tensor:
-        # recompute in backward instead of storing activations; only when training with a graph being built
-        return maybe_checkpoint(self.use_checkpointing and self.training, fn, *args)
+    def checkpointed_modules(self) -> tuple[nn.Module, ...]:
+        """The CEMs and the CCAM checkpoint inside themselves."""
+        return (*self.cems, self.ccam)
 
     def _encode(
         self, encoder: _Encoder, x: torch.Tensor, temb: torch.Tensor, cond_feats: list[torch.Tensor] | None

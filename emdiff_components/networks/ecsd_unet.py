@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from functools import partial
 
 import torch
@@ -11,7 +11,8 @@ from monai.networks.blocks import Convolution
 from torch import nn
 
 from ..utils import is_positive_int
-from .blocks._memory import add_, maybe_checkpoint
+from .blocks._memory import add_
+from .blocks.checkpointed import CheckpointedUNet
 from .blocks.cold_segdiff import (
     ContrastEnhancementBlock,
     LinearSelfAttention,
@@ -63,7 +64,7 @@ class _Encoder(nn.Module):
         )
 
 
-class ECSDUNet(nn.Module):
+class ECSDUNet(CheckpointedUNet):
     """The Cold SegDiffusion ResUNet that ECSD inherits: x0 prediction from the degraded mask x_t and the image.
 
     Yan et al. "Cold SegDiffusion: A Novel Diffusion Model for Medical Image Segmentation", Knowledge-Based Systems
@@ -227,25 +228,9 @@ class ECSDUNet(nn.Module):
         # channels-last weights: oneDNN otherwise re-lays out every 3x3 kernel on every call (~12 % of a forward)
         self.to(memory_format=torch.channels_last)
 
-    @property
-    def stride(self) -> int:
-        """Total down-sampling ``2 ** (levels - 1)``: every input size must be divisible by it."""
-        return 2 ** (len(self.widths) - 1)
-
-    @property
-    def use_checkpointing(self) -> bool:
-        """Whether training-mode forward passes recompute activations in backward (settable; reaches every block)."""
-        return self._use_checkpointing
-
-    @use_checkpointing.setter
-    def use_checkpointing(self, value: bool) -> None:
-        self._use_checkpointing = bool(value)
-        for module in (*self.cems, self.bottleneck):
-            module.use_checkpointing = self._use_checkpointing
-
-    def _run(self, fn: Callable[..., torch.Tensor], *args: torch.Tensor | None) -> torch.Tensor:
-        # recompute in backward instead of storing activations; only when training with a graph being built
-        return maybe_checkpoint(self.use_checkpointing and self.training, fn, *args)
+    def checkpointed_modules(self) -> tuple[nn.Module, ...]:
+        """The CEMs and the bottleneck checkpoint inside themselves."""
+        return (*self.cems, self.bottleneck)
 
     def forward(self, x: torch.Tensor, timesteps: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
         """Predict x0 from the degraded mask ``x`` at ``timesteps`` given the image ``condition``."""

@@ -63,3 +63,6 @@ __all__ += [
 from .resampling import NearestUpsample, conv_downsample, entry_block, up_cat_block
 
 __all__ += ["conv_downsample", "NearestUpsample", "entry_block", "up_cat_block"]
+from .checkpointed import CheckpointedUNet
+
+__all__ += ["CheckpointedUNet"]
