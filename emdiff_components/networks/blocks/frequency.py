@@ -31,6 +31,25 @@ def _interpolation_matrix(
     return matrix.to(device=device, dtype=dtype)
 
 
+def _scale_spectrum(x: torch.Tensor, real_map: torch.Tensor, imag_map: torch.Tensor) -> torch.Tensor:
+    """``irfft2(Re(F) * real_map + i Im(F) * imag_map)``, ``F = rfft2(x)``, in x's dtype and memory format.
+
+    FFTs run in float32 or wider: half-precision FFTs are restricted to powers of two and lose accuracy; channels-last
+    input is transformed as is (faster than making it contiguous first).
+    """
+    height, width = x.shape[-2:]
+    spec = torch.fft.rfft2(x.to(torch.promote_types(x.dtype, torch.float32)))
+    if torch.is_grad_enabled():
+        spec = torch.complex(spec.real * real_map, spec.imag * imag_map)
+    else:  # no graph: scale the spectrum in place (see _memory)
+        parts = torch.view_as_real(spec)
+        parts[..., 0].mul_(real_map)
+        parts[..., 1].mul_(imag_map)
+    out = torch.fft.irfft2(spec, s=(height, width))
+    fmt = torch.channels_last if _is_channels_last(x) else torch.contiguous_format
+    return out.to(dtype=x.dtype, memory_format=fmt)
+
+
 class LearnableFourierFilter(nn.Module):
     """Scale the real and imaginary parts of a feature map's 2D spectrum by learnable maps (any image size).
 
@@ -112,19 +131,7 @@ class LearnableFourierFilter(nn.Module):
                 f"LearnableFourierFilter: expected (B, {self.channels}, H, W) input, got {tuple(x.shape)}."
             )
         height, width = x.shape[-2:]
-        real_map, imag_map = self._half_spectrum_maps(height, width)
-        # FFTs in float32 or wider: half-precision FFTs are restricted to powers of two and lose accuracy;
-        # channels-last input is transformed as is (faster than making it contiguous first)
-        spec = torch.fft.rfft2(x.to(torch.promote_types(x.dtype, torch.float32)))
-        if torch.is_grad_enabled():
-            spec = torch.complex(spec.real * real_map, spec.imag * imag_map)
-        else:  # no graph: scale the spectrum in place (see _memory)
-            parts = torch.view_as_real(spec)
-            parts[..., 0].mul_(real_map)
-            parts[..., 1].mul_(imag_map)
-        out = torch.fft.irfft2(spec, s=(height, width))
-        fmt = torch.channels_last if _is_channels_last(x) else torch.contiguous_format
-        return out.to(dtype=x.dtype, memory_format=fmt)
+        return _scale_spectrum(x, *self._half_spectrum_maps(height, width))
 
 
 def _is_channels_last(x: torch.Tensor) -> bool:
@@ -234,14 +241,4 @@ class FFParserFilter(nn.Module):
         if x.ndim != 4 or x.shape[1] != self.channels:
             raise ValueError(f"FFParserFilter: expected (B, {self.channels}, H, W) input, got {tuple(x.shape)}.")
         height, width = x.shape[-2:]
-        real_map, imag_map = self._half_spectrum_maps(height, width)
-        spec = torch.fft.rfft2(x.to(torch.promote_types(x.dtype, torch.float32)))
-        if torch.is_grad_enabled():
-            spec = torch.complex(spec.real * real_map, spec.imag * imag_map)
-        else:  # no graph: scale the spectrum in place (see _memory)
-            parts = torch.view_as_real(spec)
-            parts[..., 0].mul_(real_map)
-            parts[..., 1].mul_(imag_map)
-        out = torch.fft.irfft2(spec, s=(height, width))
-        fmt = torch.channels_last if _is_channels_last(x) else torch.contiguous_format
-        return out.to(dtype=x.dtype, memory_format=fmt)
+        return _scale_spectrum(x, *self._half_spectrum_maps(height, width))
