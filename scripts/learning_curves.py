@@ -71,13 +71,14 @@ from emdiff_components.utils import atomic_write
 
 __all__ = [
     "MODELS", "DATASETS", "MarkCheckpoints", "ResizingInferer", "parse_args", "train", "evaluate", "plot",
-    "markdown_table", "main",
+    "markdown_table", "merge", "main",
 ]
 
 logger = logging.getLogger("learning_curves")
 REPO = Path(__file__).resolve().parents[1]
 BUNDLES = REPO / "bundles"
 MODELS = ("ecsd", "ecsd_no_boundary", "biedsnet", "basicunet")
+SAMPLERS = ("bansal", "reference")
 DATASETS = ("isbi", "epfl", "covid")
 # data set -> (name for convert_shared_data, the training set whose checkpoints it scores)
 _SOURCES = {"isbi": ("isbi_mito", "isbi"), "epfl": ("epfl", "isbi"), "covid": ("covid", "covid")}
@@ -98,6 +99,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", default="benchmarks/learning_curves.json")
     p.add_argument("--plot", default="benchmarks/learning_curves.png")
     p.add_argument("--steps", type=int, default=None, help="sampling steps (default: each bundle's inference value)")
+    p.add_argument("--samplers", nargs="+", default=list(SAMPLERS), choices=SAMPLERS, help="ECSD samplers scored")
+    p.add_argument("--merge", nargs="+", default=None, metavar="JSON",
+                   help="no training: merge the results of earlier runs (e.g. one per model, run in parallel) into "
+                        "--out, the table and --plot")
     p.add_argument("--num-samples", type=int, default=None, help="BIEDSNet ensemble size (default: the bundle's 5)")
     p.add_argument("--threads", type=int, default=2, help="torch threads")
     p.add_argument("--shared", default=None, help="shared data folder (default: $EMDIFF_SHARED_DATA or ../shared/data)")
@@ -419,6 +424,14 @@ def plot(rows: Sequence[dict[str, Any]], path: str | Path, panel: tuple[int, int
     return image
 
 
+def _widths(s: dict[str, Any]) -> str:
+    """The widths and sizes of one run's settings, as the table's caption states them."""
+    return (f"ECSD channels {s['ecsd_channels']}, BIEDSNet channels {s['biedsnet_channels']} x "
+            f"{s['biedsnet_res_blocks']} ResBlocks, BasicUNet features {s['basicunet_features']}; EM patch "
+            f"{s['em_patch']}, tiles {s['infer_patch']}; CT {s['ct_size']}; threads {s['threads']}; "
+            f"sampling steps {s['steps'] or 'bundle default'}, BIEDSNet samples {s['num_samples'] or 5}")
+
+
 def _write(result: dict[str, Any], path: Path) -> None:
     with atomic_write(path) as tmp:
         tmp.write_text(json.dumps(result, indent=2))
@@ -438,7 +451,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         trained = train(model, train_set, data[train_set], args)
         result["training"][f"{model}_{train_set}"] = trained
         records = trained["marks"]
-        samplers = ["bansal", "reference"] if _BUNDLE.get(model) == "ecsd" else [None]
+        samplers = list(args.samplers) if _BUNDLE.get(model) == "ecsd" else [None]
         for dataset in (d for d in args.datasets if _SOURCES[d][1] == train_set):
             for i, record in enumerate(records):
                 for sampler in samplers:
@@ -454,15 +467,34 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
+def merge(paths: Sequence[str | Path], out: str | Path) -> dict[str, Any]:
+    """Join the results of several runs into one (their rows and trainings; settings listed per run); writes ``out``.
+
+    A (model, sampler, data set, mark) scored by two runs is an error: the merged table would hide one of them."""
+    result: dict[str, Any] = {"settings": [], "training": {}, "rows": []}
+    seen: dict[tuple, str] = {}
+    for path in paths:
+        part = json.loads(Path(path).read_text())
+        result["settings"].append({"file": str(path), **part["settings"]})
+        result["training"].update(part["training"])
+        for row in part["rows"]:
+            key = (row["model"], row.get("sampler"), row["dataset"], row["mark_cpu_min"])
+            if key in seen:
+                raise ValueError(f"learning_curves: {key} is in both {seen[key]} and {path}.")
+            seen[key] = str(path)
+            result["rows"].append(row)
+    _write(result, Path(out))
+    return result
+
+
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    result = run(args)
+    result = merge(args.merge, args.out) if args.merge else run(args)
     table = markdown_table(result["rows"])
     plot(result["rows"], args.plot)
-    widths = (f"ECSD channels {args.ecsd_channels}, BIEDSNet channels {args.biedsnet_channels} x "
-              f"{args.biedsnet_res_blocks} ResBlocks, BasicUNet features {args.basicunet_features}; EM patch "
-              f"{args.em_patch}, tiles {args.infer_patch}; CT {args.ct_size}; threads {args.threads}")
+    settings = result["settings"] if args.merge else [result["settings"]]
+    widths = "; ".join(dict.fromkeys(_widths(s) for s in settings))
     print(f"\nPooled foreground Dice % (training iterations) at process-CPU-minute marks; {widths}\n\n{table}\n")
     print(f"written to {args.out} and {args.plot}")
     return result

@@ -37,6 +37,7 @@ BAD_ARGUMENTS = [
     ("zero_mark", ["--marks", "0", "10"]),
     ("zero_steps", ["--steps", "0"]),
     ("covid_without_a_covid_model", ["--models", "ecsd", "--datasets", "covid"]),
+    ("unknown_sampler", ["--samplers", "ddim"]),
 ]
 
 # the smallest run that still goes through every kind of model and both pipelines (ECSD's on EM, BIEDSNet's on CT)
@@ -104,6 +105,44 @@ class TestLearningCurvesArguments(unittest.TestCase):
                          [(m, "isbi") for m in learning_curves.MODELS])
         self.assertEqual(learning_curves.runs(learning_curves.parse_args(["--datasets", "covid"])),
                          [("biedsnet", "covid"), ("basicunet", "covid")])
+
+
+def _run(settings: dict, rows: list[tuple[str, str | None, str, float, float]]) -> dict:
+    """A result as ``run`` writes it: ``rows`` of (model, sampler, data set, mark, dice)."""
+    return {"settings": settings, "training": {f"{r[0]}_isbi": {"marks": []} for r in rows},
+            "rows": [{"model": m, "sampler": s, "dataset": d, "mark_cpu_min": k, "dice": v, "iterations": 10}
+                     for m, s, d, k, v in rows]}
+
+
+class TestMerge(unittest.TestCase):
+    def setUp(self):
+        self.settings = vars(learning_curves.parse_args([]))
+
+    def test_merges_runs_into_one_table(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            a, b = Path(tmp) / "a.json", Path(tmp) / "b.json"
+            a.write_text(json.dumps(_run(self.settings, [("ecsd", "bansal", "isbi", 3.0, 0.5)])))
+            b.write_text(json.dumps(_run({**self.settings, "threads": 1}, [("basicunet", None, "isbi", 3.0, 0.75),
+                                                                           ("basicunet", None, "isbi", 12.0, 0.8)])))
+            with mock.patch("builtins.print") as printed:
+                merged = learning_curves.main(["--merge", str(a), str(b), "--out", str(Path(tmp) / "m.json"),
+                                               "--plot", str(Path(tmp) / "m.png")])
+            self.assertEqual(json.loads((Path(tmp) / "m.json").read_text()), merged)
+            self.assertEqual([s["file"] for s in merged["settings"]], [str(a), str(b)])
+            self.assertEqual(sorted(merged["training"]), ["basicunet_isbi", "ecsd_isbi"])
+            table = learning_curves.markdown_table(merged["rows"])
+            self.assertIn("| ecsd (bansal) | isbi | 50.0 (10) |  |", table)
+            self.assertIn("| basicunet | isbi | 75.0 (10) | 80.0 (10) |", table)
+            caption = printed.call_args_list[0].args[0]
+            self.assertIn("threads 2", caption)
+            self.assertIn("threads 1", caption)  # each run's settings are stated
+
+    def test_the_same_row_in_two_runs_is_an_error(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            a = Path(tmp) / "a.json"
+            a.write_text(json.dumps(_run(self.settings, [("ecsd", "bansal", "isbi", 3.0, 0.5)])))
+            with self.assertRaisesRegex(ValueError, r"\('ecsd', 'bansal', 'isbi', 3.0\) is in both"):
+                learning_curves.merge([a, a], Path(tmp) / "m.json")
 
 
 class TestMarkCheckpoints(unittest.TestCase):
