@@ -7,6 +7,7 @@ from .download import add_archive_arguments, download_file, fetch_archive, sha25
 from .layout import (
     CHANNEL_SUFFIX,
     DatasetError,
+    labelled_datalist,
     list_images,
     match_cases,
     segmentation_datalist,
@@ -37,6 +38,7 @@ __all__ = [
     "download_file",
     "fetch_archive",
     "segmentation_datalist",
+    "labelled_datalist",
     "sha256sum",
     "single_file_datalist",
     "write_dataset_json",

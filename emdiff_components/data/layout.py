@@ -29,6 +29,7 @@ __all__ = [
     "list_images",
     "match_cases",
     "segmentation_datalist",
+    "labelled_datalist",
     "single_file_datalist",
     "write_layout",
     "write_dataset_json",
@@ -167,14 +168,24 @@ def _check_label_values(label: np.ndarray, path: str, num_classes: int) -> None:
     )
 
 
-def _labelled_slices(image_path: str, label_path: str | None, label: np.ndarray | None) -> tuple[int, ...] | None:
-    """Indices of the slices of a stack whose label has foreground (None for 2D files: kept as they are)."""
+def _labelled_slices(
+    image_path: str, label_path: str | None, label: np.ndarray | None, skip: bool = False
+) -> tuple[int, ...] | None:
+    """Indices of the slices of a stack whose label has foreground (None for 2D files: kept as they are).
+
+    A stack without foreground raises, or with ``skip`` gives ``()`` and a warning naming the label file.
+    """
     if label is None:
         raise DatasetError(f"segmentation_datalist: slices='labelled' needs a label for image {image_path!r}.")
     if label.ndim == 2:
         return None
     found = tuple(int(z) for z in np.flatnonzero(label.reshape(label.shape[0], -1).any(axis=1)))
-    if not found:
+    if not found and skip:
+        logger.warning(
+            "labelled_datalist: label %r has no foreground in any of its %d slices; case %r has no labelled "
+            "slice and is left out of the evaluation.", label_path, label.shape[0], os.path.basename(image_path),
+        )
+    elif not found:
         raise DatasetError(
             f"segmentation_datalist: label {label_path!r} has no foreground in any of its {label.shape[0]} slices, so "
             f"slices='labelled' keeps nothing of {image_path!r}; remove the case or use slices=None."
@@ -234,6 +245,45 @@ def segmentation_datalist(
         >>> train[0]["slice"], train[0]["num_slices"]
         (0, 30)
     """
+    return _datalist(dataset_dir, split, num_classes, require_labels, slices, skip_unlabelled=False)[0]
+
+
+def labelled_datalist(
+    dataset_dir: str | os.PathLike, split: str = "Ts", num_classes: int = 2
+) -> tuple[list[dict], list[str]]:
+    """The labelled slices of a test set, as papers that score lesion slices only; cases without any are left out.
+
+    As ``segmentation_datalist(dataset_dir, split, num_classes, slices="labelled")``, except that a (Z, Y, X) stack
+    whose label has no foreground in any slice (a CT volume without lesion) is not an error: it is left out of the
+    entries, named in a warning, and returned in the second list, so an evaluation can report it (e.g. as
+    ``SegmentationReport(skipped_cases=...)``) while the other cases are still scored.
+
+    Args:
+        dataset_dir: folder holding ``images<split>/`` and ``labels<split>/``.
+        split: folder suffix, default ``"Ts"``.
+        num_classes: number of classes including background, default 2.
+
+    Returns:
+        ``(entries, unlabelled)``: the datalist entries of :func:`segmentation_datalist` and the names of the cases
+        left out for having no labelled slice, in natural file-name order.
+
+    Raises:
+        DatasetError: as :func:`segmentation_datalist`; also when no case has a labelled slice.
+        ValueError: invalid ``num_classes``.
+    """
+    return _datalist(dataset_dir, split, num_classes, True, LABELLED, skip_unlabelled=True)
+
+
+def _datalist(
+    dataset_dir: str | os.PathLike,
+    split: str,
+    num_classes: int,
+    require_labels: bool,
+    slices: Sequence[int] | str | None,
+    skip_unlabelled: bool,
+) -> tuple[list[dict], list[str]]:
+    """Entries of :func:`segmentation_datalist` and the cases left out for an all-background label
+    (``skip_unlabelled``, ``slices="labelled"`` only; otherwise such a case raises)."""
     if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or num_classes < 2:
         raise ValueError(f"segmentation_datalist: num_classes must be an int >= 2, got {num_classes!r}.")
     keep = _parse_slices(slices)
@@ -262,6 +312,7 @@ def segmentation_datalist(
         )
 
     entries: list[dict] = []
+    unlabelled: list[str] = []
     for case, stem in cases.items():
         image_path = os.path.join(image_dir, images[stem])
         if case not in labels and require_labels:
@@ -282,7 +333,10 @@ def segmentation_datalist(
             _check_label_values(label, label_path, int(num_classes))
         file_keep = keep
         if keep == LABELLED:
-            file_keep = _labelled_slices(image_path, label_path, label)
+            file_keep = _labelled_slices(image_path, label_path, label, skip_unlabelled)
+            if file_keep == ():
+                unlabelled.append(case)
+                continue
         for z, depth in _slice_entries(image, image_path, file_keep):
             entry = {"image": image_path, "slice": z, "num_slices": depth, "name": case}
             if label_path is not None:
@@ -290,7 +344,7 @@ def segmentation_datalist(
             entries.append(entry)
     if not entries:
         raise DatasetError(f"segmentation_datalist: no slices left in {image_dir!r} after slices={slices!r}.")
-    return entries
+    return entries, unlabelled
 
 
 def single_file_datalist(path: str | os.PathLike, num_classes: int = 2) -> list[dict]:

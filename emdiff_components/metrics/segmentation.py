@@ -173,6 +173,9 @@ class SegmentationReport:
         ignore_empty: MONAI's empty-truth convention (above); default False (empty-empty scores 1, ECSD's evaluate).
         labelled_only: score only images whose truth has foreground (any class but 0), as papers that evaluate the
             lesion slices only (BIEDSNet); the others are counted in ``skipped_unlabelled``; default False.
+        skipped_cases: names of cases left out before inference, e.g. test volumes without any labelled slice
+            (the second list of :func:`~emdiff_components.data.labelled_datalist`); they are in no mean, and the
+            report names them (``skipped_cases``), counts them (``num_skipped_cases``) and logs them. Default none.
 
     Raises:
         ValueError: ``class_names`` does not have ``num_classes`` names; during the run, a pixel size that is not
@@ -201,6 +204,7 @@ class SegmentationReport:
         spacing_key: str | None = "spacing",
         ignore_empty: bool = False,
         labelled_only: bool = False,
+        skipped_cases: Sequence[str] = (),
     ) -> None:
         if class_names is not None and len(class_names) != num_classes:
             raise ValueError(f"SegmentationReport: {len(class_names)} class_names for {num_classes} classes.")
@@ -214,6 +218,7 @@ class SegmentationReport:
         self.ignore_empty = bool(ignore_empty)
         self.labelled_only = bool(labelled_only)
         self.skipped_unlabelled = 0
+        self.skipped_cases = [str(name) for name in skipped_cases]
         # (name, slice, confusion counts (C, 4), distances (4, C) or None, pixel size or None)
         self.rows: list[tuple[str, int, np.ndarray, np.ndarray | None, tuple[float, ...] | None]] = []
 
@@ -283,7 +288,8 @@ class SegmentationReport:
         """Per-image scores, their mean per class, and pooled scores per class (NaN for undefined values)."""
         if not self.rows:
             raise RuntimeError(
-                f"SegmentationReport: no images were evaluated ({self.skipped_unlabelled} skipped without foreground)."
+                f"SegmentationReport: no images were evaluated ({self.skipped_unlabelled} skipped without foreground, "
+                f"{len(self.skipped_cases)} cases left out before inference: {self.skipped_cases})."
             )
         all_counts = np.stack([row[2] for row in self.rows])
         per_image = scores_from_counts(all_counts, self.ignore_empty)
@@ -314,6 +320,8 @@ class SegmentationReport:
         }
         result["dice_images"] = dict(zip(names, np.isfinite(per_image["dice"]).sum(0).tolist()))
         result["skipped_unlabelled"] = self.skipped_unlabelled
+        result["skipped_cases"] = list(self.skipped_cases)
+        result["num_skipped_cases"] = len(self.skipped_cases)
         if self.distances:
             self._add_distances(result)
         return result
@@ -364,6 +372,11 @@ class SegmentationReport:
             self.ignore_empty, summary["empty_counts"]["both"], summary["empty_counts"]["truth"],
             summary["empty_counts"]["prediction"], summary["dice_images"], summary["skipped_unlabelled"],
         )
+        if self.skipped_cases:
+            logger.warning(
+                "%d cases left out before inference and in no mean (no labelled slice): %s",
+                len(self.skipped_cases), ", ".join(self.skipped_cases),
+            )
         keys = ["mean_dice", "mean_jaccard", "pooled_dice", "pooled_jaccard"]
         if self.distances:
             keys += [f"mean_{m}" for m in DISTANCE_METRICS]

@@ -13,6 +13,7 @@ import numpy as np
 import tifffile
 import torch
 import torch.nn.functional as F
+from ignite.engine import Events
 from monai.bundle import ConfigParser, ConfigWorkflow
 
 import bundle_testing
@@ -214,7 +215,7 @@ class TestBIEDSNetBundleEndToEnd(unittest.TestCase):
                 self.assertTrue(0.0 <= entry["dice"]["foreground"] <= 1.0)
 
 
-def tiny_volume(out: Path, labelled=(0, 1), num_slices: int = 4, shape=(40, 48)) -> Path:
+def tiny_volume(out: Path, labelled=(0, 1), num_slices: int = 4, shape=(40, 48), name: str = "ct_001") -> Path:
     """A synthetic NIfTI test volume (Z, Y, X) = (4, 40, 48): a bright square lesion on the ``labelled`` slices only."""
     g = np.random.default_rng(0)
     images = g.normal(0, 20, (num_slices, *shape)).astype(np.int16) - 600
@@ -224,7 +225,7 @@ def tiny_volume(out: Path, labelled=(0, 1), num_slices: int = 4, shape=(40, 48))
         images[z][labels[z] > 0] += 500
     for kind, volume in (("imagesTs", images), ("labelsTs", labels)):
         (out / kind).mkdir(parents=True, exist_ok=True)
-        nib.save(nib.Nifti1Image(volume.T, np.diag([0.7, 0.7, 5.0, 1.0])), str(out / kind / "ct_001.nii.gz"))
+        nib.save(nib.Nifti1Image(volume.T, np.diag([0.7, 0.7, 5.0, 1.0])), str(out / kind / f"{name}.nii.gz"))
     return out
 
 
@@ -232,12 +233,19 @@ class TestBIEDSNetPaperEvaluation(unittest.TestCase):
     """evaluate.json scores every slice under MONAI's empty-truth convention; evaluate_paper.json the labelled
     slices only, resized to 256 x 256 (labels nearest), as the paper."""
 
-    def _report(self, configs: list[str], root: Path, data: Path):
+    def _report(self, configs: list[str], root: Path, data: Path, outputs: list | None = None):
+        """Run inference + ``configs``; ``outputs`` (if given) collects each scored (name, slice, pred, label)."""
         wf = workflow(["inference.json", *configs], "infer", bundle_root=str(root), dataset_dir=str(data), **FAST)
         (root / "models").mkdir(parents=True, exist_ok=True)
         torch.manual_seed(0)
         torch.save(wf.parser.get_parsed_content("network_def").state_dict(), root / "models" / "model.pt")
         wf.initialize()
+        if outputs is not None:
+            def collect(engine):
+                for item, out in zip(engine.state.batch, engine.state.output):
+                    outputs.append((item["name"], int(item["slice"]), np.asarray(out["pred"]), np.asarray(out["label"])))
+
+            wf.parser.get_parsed_content("evaluator").add_event_handler(Events.ITERATION_COMPLETED, collect)
         wf.run()
         wf.finalize()
         report = next(h for h in wf.parser.get_parsed_content("handlers") if type(h).__name__ == "SegmentationReport")
@@ -270,6 +278,25 @@ class TestBIEDSNetPaperEvaluation(unittest.TestCase):
                 self.assertEqual(int(counts[1, 0] + counts[1, 2]), int((nearest > 0).sum()))
             self.assertIsNone(metrics["per_image"][0]["hd95_mm"]["foreground"])  # resized: no pixel size in mm
             self.assertTrue((Path(report.output_dir) / "figure.png").is_file())
+
+    def test_paper_volume_without_lesion(self):
+        """A test volume with no labelled slice is counted and named, not scored; the other volume still is."""
+        with tempfile.TemporaryDirectory() as tmp:
+            data, root = Path(tmp) / "data", Path(tmp) / "bundle"
+            tiny_volume(data, labelled=(0, 1), name="ct_001")
+            tiny_volume(data, labelled=(), name="ct_002")  # label all zero: no lesion in any slice
+            outputs: list = []
+            with self.assertLogs("emdiff_components", level="WARNING") as logs:
+                _, metrics = self._report(["evaluate.json", "evaluate_paper.json"], root, data, outputs)
+            self.assertTrue(any("labelsTs/ct_002.nii.gz" in line for line in logs.output), logs.output)
+            self.assertEqual(metrics["skipped_cases"], ["ct_002"])
+            self.assertEqual(metrics["num_skipped_cases"], 1)
+            self.assertEqual([(e["name"], e["slice"]) for e in metrics["per_image"]], [("ct_001", 0), ("ct_001", 1)])
+            # Dice by hand from the evaluator's own outputs (256 x 256 label maps), mean over ct_001's two slices
+            self.assertEqual([(name, z) for name, z, *_ in outputs], [("ct_001", 0), ("ct_001", 1)])
+            dice = [2 * (p & g).sum() / (p.sum() + g.sum()) for p, g in ((o[2] > 0, o[3] > 0) for o in outputs)]
+            self.assertAlmostEqual(metrics["mean_dice"], float(np.mean(dice)), places=6)
+            self.assertEqual(metrics["dice_images"]["foreground"], 2)
 
 
 class TestBIEDSNetBundleBadInput(BadInputCases, unittest.TestCase):

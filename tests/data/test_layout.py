@@ -11,6 +11,7 @@ from parameterized import parameterized
 from emdiff_components.data import (
     DatasetError,
     download_file,
+    labelled_datalist,
     list_images,
     match_cases,
     read_image,
@@ -189,6 +190,23 @@ class TestSegmentationDatalist(unittest.TestCase):
             entries = segmentation_datalist(root, slices="labelled")
         found = [(e["name"], e["slice"], e["num_slices"]) for e in entries]
         self.assertEqual(found, [("ct", 1, 5), ("ct", 3, 5), ("flat", 0, 1)])
+
+    def test_labelled_datalist_leaves_out_volume_without_lesion(self):
+        with tempfile.TemporaryDirectory() as root:
+            _ct_volume(root, foreground_slices=(3, 1))
+            write_image(os.path.join(root, "imagesTr", "empty.nii.gz"), np.full((5, 6, 8), -1000, np.int16))
+            write_image(os.path.join(root, "labelsTr", "empty.nii.gz"), np.zeros((5, 6, 8), np.uint8))
+            with self.assertLogs("emdiff_components.data.layout", level="WARNING") as logs:
+                entries, unlabelled = labelled_datalist(root, split="Tr")
+            self.assertEqual([(e["name"], e["slice"]) for e in entries], [("ct", 1), ("ct", 3)])
+            self.assertEqual(unlabelled, ["empty"])
+            self.assertIn("labelsTr/empty.nii.gz", logs.output[0])
+            with self.assertRaisesRegex(DatasetError, "empty.nii.gz' has no foreground"):  # the strict one still raises
+                segmentation_datalist(root, slices="labelled")
+            os.remove(os.path.join(root, "imagesTr", "ct.nii.gz"))
+            os.remove(os.path.join(root, "labelsTr", "ct.nii.gz"))
+            with self.assertRaisesRegex(DatasetError, "no slices left"):  # nothing to score at all
+                labelled_datalist(root, split="Tr")
 
     def test_labelled_needs_labels(self):
         with tempfile.TemporaryDirectory() as root:

@@ -190,6 +190,18 @@ class TestSegmentationReport(unittest.TestCase):
             with self.assertRaisesRegex(RuntimeError, "no images.*1 skipped"):
                 report.summary()
 
+    def test_skipped_cases_are_named_and_counted(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            with self.assertLogs("emdiff_components.metrics", level="WARNING") as logs:
+                summary, _ = self._empty_case_report(tmp, ignore_empty=True, skipped_cases=["vol_7"])
+            with open(f"{tmp}/metrics.json") as f:
+                saved = json.load(f)
+        self.assertEqual((saved["skipped_cases"], saved["num_skipped_cases"]), (["vol_7"], 1))
+        self.assertAlmostEqual(summary["mean_dice"], 2 / 3)  # the skipped case is in no mean
+        self.assertIn("vol_7", "".join(logs.output))
+        with self.assertRaisesRegex(RuntimeError, r"no images.*1 cases left out before inference: \['v'\]"):
+            SegmentationReport("x", skipped_cases=["v"]).summary()
+
     def test_errors(self):
         with self.assertRaisesRegex(ValueError, "class_names"):
             SegmentationReport("x", num_classes=3, class_names=["a"])
