@@ -14,10 +14,16 @@ Parts (``--part``, default all); every timing part runs in a fresh process so th
 - ``quality``: the bundle's train.json on the FIB-SEM neurons for ``--budget-minutes`` (a narrow network: a CPU cannot
   train the paper's), then the held-back slices synthesized from their own conditions with DDPM 250 and DDIM
   50 / 10 steps: mean absolute error to the real EM (in [-1, 1]) and seconds.
+- ``tiles``: what the CPU default of 256-pixel tiles costs against 512-pixel tiles: the same checkpoint (trained as
+  for ``quality``, once for both parts) synthesizes the same held-back 8 x 512 x 512 volume (the 250 x 250 FIB-SEM
+  slices mirrored out) in 8 x 256 x 256 and in 8 x 512 x 512 tiles, same seed, DDIM 10, each in a fresh process:
+  MAE to the real EM, the seam score across Y and X at the 256-tile borders (``emdiff_components.metrics.seam_score``;
+  the 512 row, one tile per slice, is the seamless reference), seconds and peak memory.
 
 Usage::
 
     python scripts/benchmark_neurodiff.py --out benchmarks/neurodiff.json [--part network] [--threads 2]
+    python scripts/benchmark_neurodiff.py --part tiles --budget-minutes 10 --threads 1
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ import argparse
 import json
 import logging
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -45,6 +52,8 @@ ANCHOR = {"forward_8x128x128_s": 2.35, "forward_8x256x256_s": 12.2, "train_step_
 QUALITY_MODEL = {"channels": [16, 32, 32, 64, 64, 128, 128], "time_channels": 32, "norm_num_groups": 16,
                  "msc_channels": [16, 32, 64, 128], "patch_size": [8, 64, 64]}
 QUALITY_SETTINGS = [("ddpm", None), ("ddim", 50), ("ddim", 10)]
+# tiles: the CPU default tile edge (sampling_tile_size's cpu_max_size) against the paper's training patch
+TILES_VOLUME, TILES_SIZES, TILES_SETTING = (8, 512, 512), (256, 512), ("ddim", 10)
 
 
 def peak_gb() -> float:
@@ -135,20 +144,43 @@ def remodel_throughput(shared: Path, repeats: int = 3) -> dict:
             "library_templates": len(library)}
 
 
-def quality(shared: Path, minutes: float, work: Path, settings=QUALITY_SETTINGS) -> dict:
+def fit_volume(volume: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """The first ``shape`` voxels per axis; where the volume is smaller, mirrored about its faces (the face voxel
+    repeated, numpy's ``"symmetric"``), centred: 250 -> 512 adds 131 voxels before and after. Mirroring adds no step
+    edge, so a tile border of the synthesis stays the only new structure there."""
+    crop = volume[tuple(slice(0, s) for s in shape)]
+    pad = [((s - c) // 2, s - c - (s - c) // 2) for s, c in zip(shape, crop.shape)]
+    return np.pad(crop, pad, mode="symmetric")
+
+
+def held_back_volumes(data: Path, out: Path, shape: tuple[int, int, int]) -> Path:
+    """A dataset folder at ``out`` with the held-back (Ts) cases of ``data`` fitted to ``shape`` (:func:`fit_volume`:
+    cropped, or mirrored out where the data are smaller) and ``data``'s dataset.json."""
+    from emdiff_components.data import read_image, write_volume_case
+
+    for image in sorted((data / "imagesTs").iterdir()):
+        parts = {kind: data / f"{kind}Ts" / image.name for kind in ("labels", "mito")}
+        arrays = {kind: fit_volume(read_image(path), shape) for kind, path in parts.items() if path.is_file()}
+        write_volume_case(out, "Ts", image.name.split(".")[0], fit_volume(read_image(image), shape),
+                          arrays.get("labels"), arrays.get("mito"))
+    shutil.copy(data / "dataset.json", out / "dataset.json")
+    return out
+
+
+def train_narrow_model(shared: Path, minutes: float, work: Path) -> dict:
+    """The bundle's train.json on the FIB-SEM neurons (training slices) for ``minutes`` with :data:`QUALITY_MODEL`.
+
+    Returns:
+        ``{"common": overrides that evaluate the checkpoint, "data": the converted dataset folder,
+        "budget_minutes", "iterations"}``.
+    """
     from ignite.engine import Events
     from monai.bundle import ConfigWorkflow
 
     sys.path.insert(0, str(REPO / "scripts"))
     from convert_shared_data import convert
 
-    from emdiff_components.data import read_image, write_image
-
     data = Path(convert("fibsem_neurons", work / "data", shared_dir=shared))
-    # the held-back volume cropped to 8 x 128 x 128, so that 250 DDPM steps take minutes, not hours, on a CPU
-    for folder in ("imagesTs", "labelsTs"):
-        for path in (data / folder).iterdir():
-            write_image(path, read_image(path)[:8, :128, :128])
     common = {"bundle_root": str(work / "bundle"), "dataset_dir": str(data), "progress": False, **QUALITY_MODEL}
     wf = ConfigWorkflow(config_file=str(CONFIGS / "train.json"), meta_file=str(CONFIGS / "metadata.json"),
                         logging_file=str(CONFIGS / "logging.conf"), workflow_type="train", num_steps=100000,
@@ -159,23 +191,112 @@ def quality(shared: Path, minutes: float, work: Path, settings=QUALITY_SETTINGS)
         Events.ITERATION_COMPLETED, lambda e: e.terminate() if time.perf_counter() - start > 60 * minutes else None
     )
     wf.run()
-    iterations = wf.trainer.state.iteration
+    return {"common": common, "data": str(data), "budget_minutes": minutes, "iterations": wf.trainer.state.iteration}
+
+
+def evaluate(common: dict, data: str, out: str, sampler: str, steps: int | None, tile: list[int] | None = None):
+    """The bundle's inference.json + evaluate.json on ``data``'s held-back cases (the last one's tensors returned).
+
+    Args:
+        common: the config overrides of :func:`train_narrow_model` (its checkpoint, the network widths).
+        data: dataset folder with ``imagesTs`` / ``labelsTs``.
+        out: output folder (metrics.csv, synthesized volumes, figure).
+        sampler, steps: ``"ddpm"`` / ``"ddim"`` and the step count (None: all 250).
+        tile: sampling tile ``[Z, Y, X]``; default None keeps the config's (``sampling_tile_size``).
+
+    Returns:
+        ``(row, pred, real, overlap)``: row ``{"mae", "seconds"}`` (MAE from the bundle's metrics.csv), the
+        synthesized and the real EM ``(1, 1, Z, Y, X)`` in [-1, 1], and the config's tile overlap.
+    """
+    from monai.bundle import ConfigWorkflow
+
+    overrides = {**common, "dataset_dir": data, "sampler": sampler, "num_inference_steps": steps, "output_dir": out}
+    if tile is not None:
+        overrides["tile_size"] = [int(t) for t in tile]
+    ev = ConfigWorkflow(config_file=[str(CONFIGS / "inference.json"), str(CONFIGS / "evaluate.json")],
+                        meta_file=str(CONFIGS / "metadata.json"), logging_file=str(CONFIGS / "logging.conf"),
+                        workflow_type="infer", **overrides)
+    ev.initialize()
+    begin = time.perf_counter()
+    ev.run()
+    seconds = time.perf_counter() - begin
+    mae = float((Path(out) / "metrics.csv").read_text().split(",")[1])
+    output = ev.evaluator.state.output[-1]
+    overlap = float(ev.parser.get_parsed_content("overlap"))
+    return {"mae": mae, "seconds": seconds}, output["pred"][None], output["label"][None], overlap
+
+
+def quality(model: dict, work: Path, settings=QUALITY_SETTINGS) -> dict:
+    """MAE to the real EM and seconds per sampler setting, on the held-back volume cropped to 8 x 128 x 128."""
+    # cropped so that 250 DDPM steps take minutes, not hours, on a CPU
+    data = held_back_volumes(Path(model["data"]), work / "data_quality", (8, 128, 128))
     rows = {}
     for sampler, steps in settings:
-        out = work / f"eval_{sampler}_{steps}"
-        ev = ConfigWorkflow(config_file=[str(CONFIGS / "inference.json"), str(CONFIGS / "evaluate.json")],
-                            meta_file=str(CONFIGS / "metadata.json"), logging_file=str(CONFIGS / "logging.conf"),
-                            workflow_type="infer", sampler=sampler, num_inference_steps=steps,
-                            output_dir=str(out), **common)
-        ev.initialize()
-        begin = time.perf_counter()
-        ev.run()
-        seconds = time.perf_counter() - begin
-        mae = float((out / "metrics.csv").read_text().split(",")[1])
-        rows[f"{sampler} {steps or 250}"] = {"mae": mae, "seconds": seconds}
-        logger.info("%s %s: MAE %.4f in %.0f s", sampler, steps, mae, seconds)
-    return {"budget_minutes": minutes, "iterations": iterations, "model": QUALITY_MODEL, "rows": rows,
-            "test_volume": "FIB-SEM neurons, held-back slices, 8 x 128 x 128"}
+        row, *_ = evaluate(model["common"], str(data), str(work / f"eval_{sampler}_{steps}"), sampler, steps)
+        rows[f"{sampler} {steps or 250}"] = row
+        logger.info("%s %s: MAE %.4f in %.0f s", sampler, steps, row["mae"], row["seconds"])
+    return {"budget_minutes": model["budget_minutes"], "iterations": model["iterations"], "model": QUALITY_MODEL,
+            "rows": rows, "test_volume": "FIB-SEM neurons, held-back slices, 8 x 128 x 128"}
+
+
+def tile_row(common: dict, data: str, out: str, tile: list[int], seam_tile: int, sampler: str, steps: int) -> dict:
+    """One synthesis of ``data``'s held-back volume in ``tile`` tiles: MAE to the real EM, the seam score across Y
+    and X at the borders of ``seam_tile`` tiles (:func:`~emdiff_components.metrics.seam_score`), seconds, and the
+    process's peak memory (meaningful in a fresh process)."""
+    from emdiff_components.metrics import seam_score
+
+    row, pred, _, overlap = evaluate(common, data, out, sampler, steps, tile)
+    seams = {f"seam_{name}": seam_score(pred, seam_tile, overlap, axis) for name, axis in (("y", -2), ("x", -1))}
+    return {"tile": list(tile), **row, **seams, "peak_rss_gb": peak_gb()}
+
+
+def tiles(model: dict, work: Path, threads: int, volume=TILES_VOLUME, sizes=TILES_SIZES, setting=TILES_SETTING,
+          fresh_process: bool = True) -> dict:
+    """The trained checkpoint synthesizes one held-back volume once per in-plane tile size, same seed and steps.
+
+    The FIB-SEM slices are 250 x 250, so the held-back volume is mirrored out to ``volume`` (:func:`fit_volume`); the
+    tile depth is the training patch's. Every row is scored for seams at the borders of the smallest tiles, so the
+    row of one whole-slice tile gives the score of a seamless synthesis at the same planes.
+
+    Args:
+        model: :func:`train_narrow_model`'s result.
+        work: scratch folder.
+        threads: torch threads of the child processes.
+        volume: ``(Z, Y, X)`` of the synthesized volume.
+        sizes: in-plane tile edges, e.g. ``(256, 512)``: the CPU default and the training patch of the paper.
+        setting: ``(sampler, steps)``.
+        fresh_process: run each synthesis in its own process (default), so that its peak memory is its own.
+
+    Returns:
+        ``{"volume", "sampler", "steps", "seam_tile", "budget_minutes", "iterations", "rows": {str(size): row}}``
+        with the rows of :func:`tile_row`.
+    """
+    data = held_back_volumes(Path(model["data"]), work / "data_tiles", tuple(volume))
+    sampler, steps = setting
+    rows = {}
+    for size in sizes:
+        spec = {"common": model["common"], "data": str(data), "out": str(work / f"tiles_{size}"),
+                "tile": [model["common"]["patch_size"][0], size, size],
+                "seam_tile": min(sizes), "sampler": sampler, "steps": steps}
+        if fresh_process:
+            path = work / f"tiles_{size}.json"
+            path.write_text(json.dumps(spec))
+            rows[str(size)] = run_child(f"tiles:{path}", threads)
+        else:
+            rows[str(size)] = tile_row(**spec)
+        logger.info("tiles %s: %s", size, rows[str(size)])
+    return {"volume": list(volume), "sampler": sampler, "steps": steps, "seam_tile": min(sizes),
+            "budget_minutes": model["budget_minutes"], "iterations": model["iterations"], "rows": rows,
+            "test_volume": f"FIB-SEM neurons, held-back slices, 250 x 250 mirrored to {volume[1]} x {volume[2]}"}
+
+
+def run_child(name: str, threads: int) -> dict:
+    """This script with ``--child name`` in a fresh process; its last stdout line parsed as JSON."""
+    done = subprocess.run([sys.executable, __file__, "--child", name, "--threads", str(threads)],
+                          check=False, capture_output=True, text=True)
+    if done.returncode:
+        raise RuntimeError(f"child {name} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def print_tables(results: dict) -> None:
@@ -203,22 +324,33 @@ def print_tables(results: dict) -> None:
         print("| sampler | MAE to real EM | seconds |\n|---|---|---|")
         for key, row in r["rows"].items():
             print(f"| {key} | {row['mae']:.4f} | {row['seconds']:.0f} |")
+    if "tiles" in results:
+        r = results["tiles"]
+        print(f"\ntile size after {r['budget_minutes']} min ({r['iterations']} iterations), {r['test_volume']}, "
+              f"{r['volume']}, {r['sampler']} {r['steps']}, one seed; seam score at the {r['seam_tile']}-tile borders "
+              "(about 1 or less: no seam)")
+        print("| tiles | MAE to real EM | seam score Y | seam score X | seconds | peak GB |\n|---|---|---|---|---|---|")
+        for row in r["rows"].values():
+            print(f"| {' x '.join(map(str, row['tile']))} | {row['mae']:.4f} | {row['seam_y']:.3f} | "
+                  f"{row['seam_x']:.3f} | {row['seconds']:.0f} | {row['peak_rss_gb']:.2f} |")
 
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="benchmarks/neurodiff.json")
-    parser.add_argument("--part", choices=("all", "network", "synthesis", "remodel", "quality"), default="all")
+    parser.add_argument("--part", choices=("all", "network", "synthesis", "remodel", "quality", "tiles"), default="all")
     parser.add_argument("--budget-minutes", type=float, default=10.0)
     parser.add_argument("--shared", default=str(REPO.parent / "shared" / "data"))
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--quick", action="store_true", help="smoke run of the quality part: DDIM 2 steps only")
+    parser.add_argument("--quick", action="store_true", help="smoke run of quality / tiles: DDIM 2 steps only")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     torch.set_num_threads(args.threads)
     if args.child:  # one measurement in a fresh process
-        if args.child.startswith("synthesis"):
+        if args.child.startswith("tiles:"):
+            print(json.dumps(tile_row(**json.loads(Path(args.child.partition(":")[2]).read_text()))))
+        elif args.child.startswith("synthesis"):
             tile = args.child.partition(":")[2] or "8x512x512"
             print(json.dumps(synthesis_step(roi=tuple(int(v) for v in tile.split("x")))))
         else:
@@ -228,9 +360,7 @@ def main(argv: list[str] | None = None) -> dict:
     results = json.loads(out.read_text()) if out.is_file() else {}
 
     def child(name: str) -> dict:
-        done = subprocess.run([sys.executable, __file__, "--child", name, "--threads", str(args.threads)],
-                              capture_output=True, text=True, check=True)
-        return json.loads(done.stdout.strip().splitlines()[-1])
+        return run_child(name, args.threads)
 
     if args.part in ("all", "network"):
         for shape in ("8x128x128", "8x256x256"):
@@ -240,10 +370,15 @@ def main(argv: list[str] | None = None) -> dict:
         results["synthesis_tiles_256"] = child("synthesis:8x256x256")
     if args.part in ("all", "remodel"):
         results["remodel"] = remodel_throughput(Path(args.shared))
-    if args.part in ("all", "quality"):
+    if args.part in ("all", "quality", "tiles"):  # one training for both
         with tempfile.TemporaryDirectory() as tmp:
-            settings = [("ddim", 2)] if args.quick else QUALITY_SETTINGS
-            results["quality"] = quality(Path(args.shared), args.budget_minutes, Path(tmp), settings)
+            model = train_narrow_model(Path(args.shared), args.budget_minutes, Path(tmp))
+            if args.part in ("all", "quality"):
+                settings = [("ddim", 2)] if args.quick else QUALITY_SETTINGS
+                results["quality"] = quality(model, Path(tmp), settings)
+            if args.part in ("all", "tiles"):
+                setting = ("ddim", 2) if args.quick else TILES_SETTING
+                results["tiles"] = tiles(model, Path(tmp), args.threads, setting=setting)
     results["threads"] = args.threads
     results["anchor"] = ANCHOR
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import unittest
 
 import torch
@@ -20,32 +19,7 @@ from emdiff_components.diffusion import (
     synthesis_scheduler,
     tiled_prediction,
 )
-
-
-def tile_borders(size: int, roi: int, overlap: float) -> set[int]:
-    """Planes p (jump between p - 1 and p) within one voxel of a tile edge, tiles placed as MONAI does."""
-    interval = max(1, int(roi * (1 - overlap)))
-    count = math.ceil((size - roi) / interval) + 1 if size > roi else 1
-    edges = set()
-    for start in {min(i * interval, size - roi) for i in range(count)}:
-        edges |= {start, start + roi}
-    return {e + k for e in edges if 0 < e < size for k in (-1, 0, 1)}
-
-
-def seam_score(volume: torch.Tensor, roi: int, overlap: float, axis: int, margin: int = 4) -> float:
-    """Largest mean |adjacent-voxel jump| over the planes at tile borders / largest over interior planes.
-
-    The jump across plane p is the mean over the plane of ``|v[p] - v[p - 1]|`` along ``axis``. Border planes are
-    within one voxel of a tile's face; interior planes are all others at least ``margin`` voxels from the volume's
-    faces (zero padding acts there whether tiled or not). A seam makes a border plane jump more than any interior
-    one (score > 1); a seamless volume scores about 1 or less.
-    """
-    size = volume.shape[axis]
-    jumps = (volume.narrow(axis, 1, size - 1) - volume.narrow(axis, 0, size - 1)).abs()
-    jumps = jumps.mean(dim=[d for d in range(volume.ndim) if d != axis])  # jumps[p - 1]: across plane p
-    borders = tile_borders(size, roi, overlap)
-    interior = [jumps[p - 1] for p in range(margin, size - margin + 1) if p not in borders]
-    return float(max(jumps[p - 1] for p in borders) / max(interior))
+from emdiff_components.metrics import seam_score
 
 
 class BoxNoisePredictor(nn.Module):
