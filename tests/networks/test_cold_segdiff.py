@@ -205,6 +205,29 @@ class TestFFParserFilter(unittest.TestCase):
         self.assertTrue(torch.equal(real, filt.map_real * filt.theta))
         self.assertTrue(torch.equal(imag, filt.map_imag * filt.theta))
 
+    def test_sampling_cache_follows_the_parameters(self):
+        # without a graph the resampled maps are cached per size; an optimiser step or a load must not reuse them
+        filt = self._filter((8, 6))
+        x = _randn(1, 3, 12, 10, seed=17)
+
+        def numpy_filter(x=x):
+            real, imag = (m.detach().numpy() for m in filt.resampled_maps(*x.shape[-2:]))
+            spec = np.fft.fft2(x.numpy())
+            return np.real(np.fft.ifft2(spec.real * real + 1j * spec.imag * imag))
+
+        with torch.no_grad():
+            first = filt(x)
+            np.testing.assert_allclose(filt(x).numpy(), first.numpy(), atol=0)  # the cached maps, same output
+            filt.map_imag.mul_(-2.0)  # in place, as an optimiser step
+            np.testing.assert_allclose(filt(x).numpy(), numpy_filter(), atol=1e-10)
+            state = {k: v.clone() for k, v in filt.state_dict().items()}
+            state["theta"].fill_(3.0)
+            filt.load_state_dict(state)
+            np.testing.assert_allclose(filt(x).numpy(), numpy_filter(), atol=1e-10)
+            filt.float().double()  # new parameter tensors (rounded to float32), same version counters
+            np.testing.assert_allclose(filt(x).numpy(), numpy_filter(), atol=1e-10)
+            np.testing.assert_allclose(filt(x[..., :8, :8]).numpy(), numpy_filter(x[..., :8, :8]), atol=1e-10)
+
     def test_identity_at_init(self):
         filt = FFParserFilter(2, 8)
         x = _randn(1, 2, 12, 20, seed=16, dtype=torch.float32)

@@ -1,4 +1,4 @@
-"""Size-agnostic learnable Fourier filter: the frequency-domain part of the ECSD contrast enhancement module."""
+"""Size-agnostic FF-Parser filter: the frequency-domain part of the ECSD contrast enhancement module."""
 
 from __future__ import annotations
 
@@ -7,28 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-__all__ = ["LearnableFourierFilter", "FFParserFilter"]
-
-
-def _interpolation_matrix(
-    frequencies: torch.Tensor, grid: int, dtype: torch.dtype, device: torch.device
-) -> torch.Tensor:
-    """(len(frequencies), grid) matrix that linearly interpolates a centred ``grid``-point spectrum.
-
-    Grid index j holds the frequency ``(j - grid // 2) / grid`` cycles per pixel (the ``fftshift`` layout). The
-    spectrum is periodic in frequency (period 1), so interpolation wraps around instead of clamping: +1/2 and -1/2,
-    the same Nyquist frequency, read the same grid value. Each row has two non-zeros summing to 1.
-    """
-    # built in float64 on the CPU so that grid-aligned frequencies land exactly on grid points
-    position = frequencies.double() * grid + grid // 2
-    lower = torch.floor(position)
-    frac = position - lower
-    lower = lower.long().remainder(grid)
-    rows = torch.arange(len(frequencies))
-    matrix = torch.zeros(len(frequencies), grid, dtype=torch.float64)
-    matrix.index_put_((rows, lower), 1 - frac, accumulate=True)
-    matrix.index_put_((rows, (lower + 1).remainder(grid)), frac, accumulate=True)
-    return matrix.to(device=device, dtype=dtype)
+__all__ = ["FFParserFilter"]
 
 
 def _scale_spectrum(x: torch.Tensor, real_map: torch.Tensor, imag_map: torch.Tensor) -> torch.Tensor:
@@ -50,110 +29,39 @@ def _scale_spectrum(x: torch.Tensor, real_map: torch.Tensor, imag_map: torch.Ten
     return out.to(dtype=x.dtype, memory_format=fmt)
 
 
-class LearnableFourierFilter(nn.Module):
-    """Scale the real and imaginary parts of a feature map's 2D spectrum by learnable maps (any image size).
-
-    Cold SegDiffusion (Yan et al., KBS 2024) and ECSD (Qi et al. "A Boundary-aware Cold-Diffusion Model for Electron
-    Microscopy Segmentation"), contrast enhancement module: ``z = FFT2(x)``, ``z' = Re(z) * M_re * theta_re +
-    i * Im(z) * M_im * theta_im``, output ``Re(IFFT2(z'))``. The maps M are (C, H, W) and theta (C, 1, 1), all
-    initialised to 1, so the filter starts as the identity.
-
-    Size-agnostic: the reference fixes (H, W). Here M lives on a fixed centred frequency grid ``filter_grid``
-    (grid index j holds frequency ``(j - G // 2) / G``) and is resampled at run time by bilinear interpolation,
-    periodic in frequency, at the frequencies of the input's FFT (``torch.fft.fftfreq``). This equals bilinear
-    resampling of the ``fftshift``-ed spectrum followed by ``ifftshift``; at an input of exactly ``filter_grid`` size
-    the maps are used as stored, and an all-ones map stays all ones at every size.
-
-    Only the real part of the inverse FFT is kept, so the result depends on the maps only through their Hermitian
-    symmetrisation ``(M[k] + M[-k]) / 2`` (``Re z`` is even and ``Im z`` odd in k for real x). The forward pass uses
-    that identity to work on the half spectrum (``rfft2`` / ``irfft2``), which halves the FFT cost and memory while
-    giving the same output as the full-spectrum computation above (tested against numpy); the symmetrisation is done
-    on the small grid, before resampling.
-
-    Args:
-        channels: number of channels C (positive int).
-        filter_grid: ``(G_h, G_w)`` size of the stored frequency grid; default ``(64, 64)``.
-
-    Returns:
-        ``forward(x)`` maps ``(B, C, H, W)`` to ``(B, C, H, W)`` for any H, W >= 1.
-
-    Example:
-        >>> filt = LearnableFourierFilter(4, filter_grid=(16, 16))
-        >>> x = torch.arange(2 * 4 * 24 * 40.0).reshape(2, 4, 24, 40).sin()
-        >>> torch.allclose(filt(x), x, atol=1e-5)
-        True
-    """
-
-    def __init__(self, channels: int, filter_grid: Sequence[int] = (64, 64)) -> None:
-        super().__init__()
-        if not isinstance(channels, int) or channels < 1:
-            raise ValueError(f"LearnableFourierFilter: channels must be a positive int, got {channels!r}.")
-        grid = tuple(filter_grid)
-        if len(grid) != 2 or not all(isinstance(g, int) and g >= 1 for g in grid):
-            raise ValueError(f"LearnableFourierFilter: filter_grid must be two positive ints, got {filter_grid!r}.")
-        self.channels = channels
-        self.filter_grid = grid
-        self.weight_real = nn.Parameter(torch.ones(channels, *grid))
-        self.weight_imag = nn.Parameter(torch.ones(channels, *grid))
-        self.theta_real = nn.Parameter(torch.ones(channels, 1, 1))
-        self.theta_imag = nn.Parameter(torch.ones(channels, 1, 1))
-
-    def resampled_maps(self, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Full-spectrum maps ``(M_re * theta_re, M_im * theta_im)``, each (C, height, width), in FFT order."""
-        device, dtype = self.weight_real.device, self.weight_real.dtype
-        rows = _interpolation_matrix(torch.fft.fftfreq(height, dtype=torch.float64), self.filter_grid[0], dtype, device)
-        cols = _interpolation_matrix(torch.fft.fftfreq(width, dtype=torch.float64), self.filter_grid[1], dtype, device)
-        real = rows @ self.weight_real @ cols.T * self.theta_real
-        imag = rows @ self.weight_imag @ cols.T * self.theta_imag
-        return real, imag
-
-    def _half_spectrum_maps(self, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Hermitian-symmetrised real and imaginary maps on the ``rfft2`` half spectrum, each (C, H, W // 2 + 1)."""
-        device, dtype = self.weight_real.device, self.weight_real.dtype
-        gh, gw = self.filter_grid
-        rows = _interpolation_matrix(torch.fft.fftfreq(height, dtype=torch.float64), gh, dtype, device)
-        cols = _interpolation_matrix(torch.fft.rfftfreq(width, dtype=torch.float64), gw, dtype, device)
-        # grid index j and (2 * (G // 2) - j) mod G hold opposite frequencies, and periodic linear interpolation
-        # commutes with that reflection, so symmetrising on the small grid equals symmetrising after resampling
-        mirror_h = (2 * (gh // 2) - torch.arange(gh, device=device)).remainder(gh)
-        mirror_w = (2 * (gw // 2) - torch.arange(gw, device=device)).remainder(gw)
-        maps = []
-        for weight, theta in ((self.weight_real, self.theta_real), (self.weight_imag, self.theta_imag)):
-            # theta is per channel, so it too is applied on the small grid
-            sym = 0.5 * theta * (weight + weight.index_select(1, mirror_h).index_select(2, mirror_w))
-            maps.append(rows @ sym @ cols.T)
-        return maps[0], maps[1]
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Filter ``x`` of shape ``(B, C, H, W)`` in the frequency domain."""
-        if x.ndim != 4 or x.shape[1] != self.channels:
-            raise ValueError(
-                f"LearnableFourierFilter: expected (B, {self.channels}, H, W) input, got {tuple(x.shape)}."
-            )
-        height, width = x.shape[-2:]
-        return _scale_spectrum(x, *self._half_spectrum_maps(height, width))
-
-
 def _is_channels_last(x: torch.Tensor) -> bool:
     return x.ndim == 4 and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
 
 
-def _fft_grid_interpolation(indices: torch.Tensor, size: int, grid: int) -> torch.Tensor:
-    """(len(indices), grid) matrix that linearly interpolates a ``grid``-point spectrum stored in FFT order.
+def _fft_grid_taps(indices: torch.Tensor, size: int, grid: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The two grid points and weight that linearly interpolate a ``grid``-point spectrum stored in FFT order.
 
-    Row r reads the frequency ``indices[r] / size`` cycles per pixel (``indices`` are signed FFT bin numbers of an
+    Entry r reads the frequency ``indices[r] / size`` cycles per pixel (``indices`` are signed FFT bin numbers of an
     axis of ``size`` samples); grid index j holds the frequency ``j / grid`` (periodic, period 1, as ``fftfreq``).
-    The position ``indices * grid / size`` is split into its integer floor and remainder with integer arithmetic, so
-    an axis of exactly ``grid`` samples gives a permutation matrix of exact zeros and ones: the stored map itself.
+    Returns ``(lower, upper, frac)``: the value is ``(1 - frac) * map[lower] + frac * map[upper]``. The position
+    ``indices * grid / size`` is split into its integer floor and remainder with integer arithmetic, so an axis of
+    exactly ``grid`` samples gives ``frac`` of exact zeros and ``lower`` the identity: the stored map itself.
     """
     scaled = indices.long() * grid
     lower = torch.div(scaled, size, rounding_mode="floor")
     frac = (scaled - lower * size).double() / size
-    rows = torch.arange(len(indices))
-    matrix = torch.zeros(len(indices), grid, dtype=torch.float64)
-    matrix.index_put_((rows, lower.remainder(grid)), 1 - frac, accumulate=True)
-    matrix.index_put_((rows, (lower + 1).remainder(grid)), frac, accumulate=True)
-    return matrix
+    return lower.remainder(grid), (lower + 1).remainder(grid), frac
+
+
+def _interpolate_axis(maps: torch.Tensor, dim: int, taps: tuple[torch.Tensor, torch.Tensor, torch.Tensor]):
+    """``maps`` resampled along ``dim`` with the two-tap linear interpolation of :func:`_fft_grid_taps`.
+
+    Two gathers and a blend: O(size) per line, where the dense (size, grid) interpolation matrix costs O(size * grid)
+    multiply-adds of zeros (at the bundle's 512-point grid that was most of the CEM's time). Taps that read a run of
+    the grid's own points (an axis of exactly ``grid`` samples) select it as a view, no copy."""
+    lower, upper, frac = taps
+    if not frac.any() and torch.equal(lower, torch.arange(len(lower)) + lower[0]):
+        return maps.narrow(dim, int(lower[0]), len(lower))  # on the grid's own points (the reference size): a view
+    lower, upper = lower.to(maps.device), upper.to(maps.device)
+    shape = [1] * maps.ndim
+    shape[dim] = -1
+    frac = frac.to(device=maps.device, dtype=maps.dtype).view(shape)
+    return maps.index_select(dim, lower) * (1 - frac) + maps.index_select(dim, upper) * frac
 
 
 def _signed_bins(size: int) -> torch.Tensor:
@@ -208,33 +116,34 @@ class FFParserFilter(nn.Module):
         self.map_real = nn.Parameter(torch.ones(channels, *size))
         self.map_imag = nn.Parameter(torch.ones(channels, *size))
         self.theta = nn.Parameter(torch.ones(channels, 1, 1))
+        self._cache: tuple | None = None
 
-    def _interpolation(self, height: int, width: int, half: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        dtype, device = self.map_real.dtype, self.map_real.device
-        rows = _fft_grid_interpolation(_signed_bins(height), height, self.filter_size[0])
+    def _resample(self, weight: torch.Tensor, height: int, width: int, half: bool) -> torch.Tensor:
+        """``weight`` (C, G_h, G_w) at the frequencies of an (height, width) FFT (``half``: of its ``rfft2``)."""
         col_bins = torch.arange(width // 2 + 1) if half else _signed_bins(width)
-        cols = _fft_grid_interpolation(col_bins, width, self.filter_size[1])
-        return rows.to(device=device, dtype=dtype), cols.to(device=device, dtype=dtype)
+        rows = _fft_grid_taps(_signed_bins(height), height, self.filter_size[0])
+        cols = _fft_grid_taps(col_bins, width, self.filter_size[1])
+        return _interpolate_axis(_interpolate_axis(weight, 1, rows), 2, cols)
 
     def resampled_maps(self, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Full-spectrum maps ``(theta * M_re, theta * M_im)``, each (C, height, width), in FFT order."""
-        rows, cols = self._interpolation(height, width, half=False)
-        return (rows @ self.map_real @ cols.T) * self.theta, (rows @ self.map_imag @ cols.T) * self.theta
+        return tuple(self._resample(w, height, width, half=False) * self.theta for w in (self.map_real, self.map_imag))
 
     def _half_spectrum_maps(self, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Hermitian-symmetrised maps on the ``rfft2`` half spectrum, each (C, height, width // 2 + 1)."""
-        rows, cols = self._interpolation(height, width, half=True)
-        gh, gw = self.filter_size
-        device = self.map_real.device
+        """Hermitian-symmetrised maps on the ``rfft2`` half spectrum, each (C, height, width // 2 + 1).
+
+        Without a graph (sampling) they are cached per input size until a parameter changes (its version counter)."""
+        key = (height, width, *((p._version, p.data_ptr(), p.dtype) for p in (self.map_real, self.map_imag, self.theta)))
+        if not torch.is_grad_enabled() and self._cache is not None and self._cache[0] == key:
+            return self._cache[1]
         # grid index j and (-j) mod G hold opposite frequencies; periodic linear interpolation commutes with that
-        # reflection, so the symmetrisation is done on the small grid
-        mirror_h = (-torch.arange(gh, device=device)).remainder(gh)
-        mirror_w = (-torch.arange(gw, device=device)).remainder(gw)
-        maps = []
-        for weight in (self.map_real, self.map_imag):
-            sym = 0.5 * self.theta * (weight + weight.index_select(1, mirror_h).index_select(2, mirror_w))
-            maps.append(rows @ sym @ cols.T)
-        return maps[0], maps[1]
+        # reflection, so the symmetrisation is done on the small grid (the reflection: flip, then roll by one)
+        maps = tuple(
+            self._resample(0.5 * self.theta * (w + w.flip(1, 2).roll((1, 1), (1, 2))), height, width, half=True)
+            for w in (self.map_real, self.map_imag)
+        )
+        self._cache = (key, tuple(m.detach() for m in maps)) if not torch.is_grad_enabled() else None
+        return maps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Filter ``x`` of shape ``(B, C, H, W)`` in the frequency domain."""
