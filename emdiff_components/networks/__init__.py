@@ -5,9 +5,6 @@ from __future__ import annotations
 from .ecsd_unet import ECSDUNet
 
 __all__ = ["ECSDUNet"]
-from .ecsd_cross_attention_unet import ECSDCrossAttentionUNet
-
-__all__ += ["ECSDCrossAttentionUNet"]
 from .biedsnet import BIEDSNet
 
 __all__ += ["BIEDSNet"]

@@ -14,10 +14,6 @@ from emdiff_components.networks import blocks
 from emdiff_components.networks.blocks import (
     ChannelAttention,
     ChannelLayerNorm,
-    ConditionalCrossAttentionModule,
-    ContrastEnhancementModule,
-    LearnableFourierFilter,
-    LinearCrossAttention,
     SoftmaxCrossAttention,
     SpatialAttention,
     TimeResBlock,
@@ -28,25 +24,6 @@ from emdiff_components.networks.blocks import (
 
 def _randn(*shape: int, seed: int = 0, dtype: torch.dtype = torch.float64) -> torch.Tensor:
     return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=dtype)
-
-
-# (image size, frequency grid) for the Fourier filter
-FILTER_IDENTITY_CASES = [((32, 48), (64, 64)), ((64, 64), (64, 64)), ((33, 47), (10, 7))]
-FILTER_NUMPY_CASES = [((32, 48), (64, 64)), ((64, 64), (64, 64)), ((33, 47), (10, 7)), ((8, 6), (16, 16))]
-# (channels, context channels, heads, head channels, height, width)
-ATTENTION_CASES = [(8, 6, 2, 4, 5, 7), (4, 4, 1, 8, 3, 3)]
-
-
-def _numpy_resample(grid_map: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Independent bilinear, frequency-periodic resampling of a centred (C, G_h, G_w) map with np.interp."""
-    _, gh, gw = grid_map.shape
-    grid_fh = (np.arange(gh) - gh // 2) / gh
-    grid_fw = (np.arange(gw) - gw // 2) / gw
-    fh, fw = np.fft.fftfreq(height), np.fft.fftfreq(width)
-    channels = range(len(grid_map))
-    rows = np.stack([[np.interp(fh, grid_fh, grid_map[c, :, j], period=1.0) for j in range(gw)] for c in channels])
-    rows = rows.transpose(0, 2, 1)  # (C, height, G_w)
-    return np.stack([[np.interp(fw, grid_fw, rows[c, i], period=1.0) for i in range(height)] for c in channels])
 
 
 class TestBlocksExports(unittest.TestCase):
@@ -175,49 +152,6 @@ class TestSpatialAttention(unittest.TestCase):
             SpatialAttention(6)
 
 
-def _explicit_linear_attention(att: LinearCrossAttention, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-    """Efficient attention written head by head: softmax over d for q, over tokens for k."""
-    heads, d = att.heads, att.head_channels
-    q = att.to_q(att.norm_q(x))
-    cn = att.norm_kv(c)
-    k, v = att.to_k(cn), att.to_v(cn)
-    q = q + att.channel_attention(q) * q
-    k = k + att.spatial_attention(k) * k
-    b, _, h, w = x.shape
-    out = torch.zeros(b, heads * d, h * w, dtype=x.dtype)
-    for i in range(b):
-        for head in range(heads):
-            sl = slice(head * d, (head + 1) * d)
-            qh, kh, vh = (t[i, sl].reshape(d, -1) for t in (q, k, v))
-            context = kh.softmax(dim=1) @ vh.T  # (d, d): sum_n softmax_n(k)[d, n] v[e, n]
-            out[i, sl] = context.T @ (qh.softmax(dim=0) * d**-0.5)
-    return att.out_norm(att.to_out(out.reshape(b, heads * d, h, w)))
-
-
-class TestLinearCrossAttention(unittest.TestCase):
-    @parameterized.expand(ATTENTION_CASES)
-    def test_matches_explicit_computation(self, channels, context_channels, heads, d, h, w):
-        torch.manual_seed(3)
-        att = LinearCrossAttention(channels, context_channels, heads, d).double()
-        x, c = _randn(2, channels, h, w, seed=9), _randn(2, context_channels, h, w, seed=10)
-        expected = _explicit_linear_attention(att, x, c)
-        torch.testing.assert_close(att(x, c), expected)
-        with torch.no_grad():
-            torch.testing.assert_close(att(x, c), expected)
-
-    def test_self_attention_default(self):
-        att = LinearCrossAttention(4, heads=2, head_channels=2).double()
-        x = _randn(1, 4, 3, 5, seed=11)
-        torch.testing.assert_close(att(x), _explicit_linear_attention(att, x, x))
-
-    def test_errors(self):
-        att = LinearCrossAttention(4, heads=2, head_channels=2)
-        with self.assertRaisesRegex(ValueError, "LinearCrossAttention.*spatial"):
-            att(torch.zeros(1, 4, 3, 3), torch.zeros(1, 4, 3, 4))
-        with self.assertRaisesRegex(ValueError, "LinearCrossAttention.*heads"):
-            LinearCrossAttention(4, heads=0)
-
-
 class TestSoftmaxCrossAttention(unittest.TestCase):
     def test_matches_explicit_computation(self):
         torch.manual_seed(4)
@@ -233,103 +167,6 @@ class TestSoftmaxCrossAttention(unittest.TestCase):
     def test_errors(self):
         with self.assertRaisesRegex(ValueError, "SoftmaxCrossAttention.*batch"):
             SoftmaxCrossAttention(4, heads=1, head_channels=4)(torch.zeros(1, 4, 2, 2), torch.zeros(2, 4, 2, 2))
-
-
-class TestLearnableFourierFilter(unittest.TestCase):
-    @parameterized.expand(FILTER_IDENTITY_CASES)
-    def test_identity_at_init(self, size, grid):
-        filt = LearnableFourierFilter(3, grid)
-        x = _randn(2, 3, *size, seed=14, dtype=torch.float32)
-        torch.testing.assert_close(filt(x), x, atol=1e-5, rtol=1e-5)
-        with torch.no_grad():
-            torch.testing.assert_close(filt(x), x, atol=1e-5, rtol=1e-5)
-
-    @parameterized.expand(FILTER_NUMPY_CASES)
-    def test_matches_numpy_fft(self, size, grid):
-        filt = LearnableFourierFilter(3, grid).double()
-        maps = {name: _randn(3, *grid, seed=s).abs() + 0.5 for name, s in (("weight_real", 15), ("weight_imag", 16))}
-        thetas = {"theta_real": torch.tensor([0.5, 1.0, 2.0]), "theta_imag": torch.tensor([1.5, -1.0, 0.25])}
-        with torch.no_grad():
-            for name, value in maps.items():
-                getattr(filt, name).copy_(value)
-            for name, value in thetas.items():
-                getattr(filt, name).copy_(value[:, None, None])
-        x = _randn(2, 3, *size, seed=17)
-        real_map = _numpy_resample(maps["weight_real"].numpy(), *size) * thetas["theta_real"].numpy()[:, None, None]
-        imag_map = _numpy_resample(maps["weight_imag"].numpy(), *size) * thetas["theta_imag"].numpy()[:, None, None]
-        spec = np.fft.fft2(x.numpy())
-        expected = np.real(np.fft.ifft2(spec.real * real_map + 1j * spec.imag * imag_map))
-        np.testing.assert_allclose(filt(x).detach().numpy(), expected, atol=1e-10)
-        with torch.no_grad():
-            np.testing.assert_allclose(filt(x).numpy(), expected, atol=1e-10)
-        # the full-spectrum maps the module reports are the independently resampled ones
-        np.testing.assert_allclose(filt.resampled_maps(*size)[0].detach().numpy(), real_map, atol=1e-12)
-
-    def test_grid_sized_input_uses_stored_map(self):
-        filt = LearnableFourierFilter(2, (8, 6)).double()
-        with torch.no_grad():
-            filt.weight_real.copy_(_randn(2, 8, 6, seed=18))
-        real, _ = filt.resampled_maps(8, 6)
-        expected = np.fft.ifftshift(filt.weight_real.detach().numpy(), axes=(1, 2))
-        np.testing.assert_allclose(real.detach().numpy(), expected, atol=1e-12)
-
-    def test_errors(self):
-        with self.assertRaisesRegex(ValueError, "LearnableFourierFilter.*filter_grid"):
-            LearnableFourierFilter(2, (8,))
-        with self.assertRaisesRegex(ValueError, "LearnableFourierFilter"):
-            LearnableFourierFilter(2)(torch.zeros(1, 3, 8, 8))
-
-
-class TestContrastEnhancementModule(unittest.TestCase):
-    def _module(self, **kwargs) -> ContrastEnhancementModule:
-        torch.manual_seed(5)
-        return ContrastEnhancementModule(8, 8, 12, 4, 2, 4, (8, 8), **kwargs).double()
-
-    def test_matches_composition(self):
-        cem = self._module()
-        x, c, temb = _randn(2, 8, 6, 10, seed=19), _randn(2, 8, 6, 10, seed=20), _randn(2, 12, seed=21)
-        z = cem.norm(cem.fourier_filter(x)) + x
-        z = z + _explicit_linear_attention(cem.attention, z, c)
-        torch.testing.assert_close(cem(x, c, temb), cem.block(z, temb))
-        # the condition enters through the keys / values
-        self.assertGreater((cem(x, c, temb) - cem(x, c.flip(-1), temb)).abs().max().item(), 1e-6)
-
-    def test_checkpointing_same_values_and_gradients(self):
-        x, c, temb = (t.requires_grad_() for t in (_randn(2, 8, 6, 10), _randn(2, 8, 6, 10, seed=1), _randn(2, 12)))
-        results = []
-        for flag in (False, True):
-            cem = self._module(use_checkpointing=flag).train()
-            out = cem(x, c, temb)
-            grads = torch.autograd.grad(out.square().sum(), [x, c, temb, *cem.parameters()])
-            results.append((out, grads))
-        torch.testing.assert_close(results[0][0], results[1][0])
-        for a, b in zip(results[0][1], results[1][1]):
-            torch.testing.assert_close(a, b)
-
-    def test_errors(self):
-        with self.assertRaisesRegex(ValueError, "ContrastEnhancementModule.*spatial_dims"):
-            ContrastEnhancementModule(8, spatial_dims=3)
-
-
-class TestConditionalCrossAttentionModule(unittest.TestCase):
-    def test_matches_composition(self):
-        torch.manual_seed(6)
-        ccam = ConditionalCrossAttentionModule(8, 12, 4, 2, 4).double()
-        x, c, temb = _randn(2, 8, 3, 5, seed=22), _randn(2, 8, 3, 5, seed=23), _randn(2, 12, seed=24)
-        h = ccam.mid1(x, temb) + ccam.cond_mid1(c, temb)
-        h = h + ccam.cross_attention(c, h)
-        h1, h2 = h + ccam.ff1(h), h + ccam.ff2(h)
-        expected = ccam.mid2(h2 + ccam.branch_attention(h2, h1), temb)
-        torch.testing.assert_close(ccam(x, c, temb), expected)
-        with torch.no_grad():
-            torch.testing.assert_close(ccam(x, c, temb), expected)
-
-    def test_errors(self):
-        ccam = ConditionalCrossAttentionModule(8, None, 4, 2, 4)
-        with self.assertRaisesRegex(ValueError, "ConditionalCrossAttentionModule.*same shape"):
-            ccam(torch.zeros(1, 8, 2, 2), torch.zeros(1, 8, 2, 3))
-        with self.assertRaisesRegex(ValueError, "ConditionalCrossAttentionModule.*ff_mult"):
-            ConditionalCrossAttentionModule(8, ff_mult=0)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from .attention import (
     ChannelAttention,
-    LinearCrossAttention,
     SoftmaxCrossAttention,
     SpatialAttention,
     from_heads,
@@ -12,9 +11,8 @@ from .attention import (
     to_heads,
 )
 from .bffm import ADRB, BFFM, CGR, boundary_edges
-from .conditioning import ConditionalCrossAttentionModule, ContrastEnhancementModule
 from .embeddings import TimestepEmbedding
-from .frequency import FFParserFilter, LearnableFourierFilter
+from .frequency import FFParserFilter
 from .inputs import check_conditional_inputs
 from .normalization import ChannelLayerNorm
 from .resnet import TimeResBlock
@@ -22,7 +20,6 @@ from .resnet import TimeResBlock
 __all__ = [
     "ChannelAttention",
     "SpatialAttention",
-    "LinearCrossAttention",
     "SoftmaxCrossAttention",
     "to_heads",
     "from_heads",
@@ -31,10 +28,7 @@ __all__ = [
     "BFFM",
     "CGR",
     "ADRB",
-    "ContrastEnhancementModule",
-    "ConditionalCrossAttentionModule",
     "TimestepEmbedding",
-    "LearnableFourierFilter",
     "FFParserFilter",
     "check_conditional_inputs",
     "ChannelLayerNorm",

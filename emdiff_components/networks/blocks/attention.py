@@ -1,4 +1,4 @@
-"""Attention blocks of the ECSD network: CBAM channel / spatial attention, linear and softmax cross-attention."""
+"""Attention blocks of the ECSD network: CBAM channel / spatial attention, linear attention, softmax cross-attention."""
 
 from __future__ import annotations
 
@@ -8,13 +8,12 @@ from monai.networks.blocks import Convolution
 from torch import nn
 
 from ...utils import check_positive_ints
-from ._memory import exp_, scale_, sub_
+from ._memory import exp_, sub_
 from .normalization import ChannelLayerNorm
 
 __all__ = [
     "ChannelAttention",
     "SpatialAttention",
-    "LinearCrossAttention",
     "SoftmaxCrossAttention",
     "to_heads",
     "from_heads",
@@ -124,88 +123,6 @@ class SpatialAttention(nn.Module):
         """Return the spatial weights of ``x``."""
         pooled = torch.cat([x.mean(dim=1, keepdim=True), x.amax(dim=1, keepdim=True)], dim=1)
         return torch.sigmoid(self.conv(pooled))
-
-
-class LinearCrossAttention(nn.Module):
-    """Efficient (linear) attention with CBAM-refined queries and keys, optionally across two feature maps.
-
-    Shen et al. "Efficient Attention: Attention with Linear Complexities", https://arxiv.org/abs/1812.01243; the
-    refinement ``q <- CA(q) * q + q`` and ``k <- SA(k) * k + k`` is the CEM attention of Cold SegDiffusion (Yan et
-    al., KBS 2024). Per head, with q, k, v of shape (N, d): ``context = softmax_N(k)^T @ v * d ** -0.5`` (d x d) and
-    ``out = softmax_d(q) @ context`` (N x d), so the (N, N) matrix never exists: cost and memory are O(N d^2) and the
-    block runs at full resolution. The heads are concatenated, projected by a 1x1 convolution (``to_out``) and
-    channel-LayerNormed (``out_norm``).
-
-    Args:
-        channels: channels of the query map ``x`` (and of the output).
-        context_channels: channels of the key / value map; ``None`` (default) means ``channels``.
-        heads: number of heads; default 4.
-        head_channels: channels per head d; default 32.
-        channel_attention: refine the queries with CBAM channel attention; default True.
-        spatial_attention: refine the keys with CBAM spatial attention; default True.
-        reduction: reduction ratio of the channel-attention MLP; default 16.
-
-    Returns:
-        ``forward(x, context)`` maps ``(B, channels, H, W)`` and ``(B, context_channels, H, W)`` (context ``None``
-        means self-attention) to ``(B, channels, H, W)``; the caller adds the residual.
-
-    Example:
-        >>> attn = LinearCrossAttention(16, heads=2, head_channels=8)
-        >>> attn(torch.ones(1, 16, 12, 10), torch.ones(1, 16, 12, 10)).shape
-        torch.Size([1, 16, 12, 10])
-    """
-
-    def __init__(
-        self,
-        channels: int,
-        context_channels: int | None = None,
-        heads: int = 4,
-        head_channels: int = 32,
-        channel_attention: bool = True,
-        spatial_attention: bool = True,
-        reduction: int = 16,
-    ) -> None:
-        super().__init__()
-        context_channels = channels if context_channels is None else context_channels
-        check_positive_ints(
-            "LinearCrossAttention",
-            channels=channels,
-            context_channels=context_channels,
-            heads=heads,
-            head_channels=head_channels,
-        )
-        hidden = heads * head_channels
-        self.heads, self.head_channels = heads, head_channels
-        self.norm_q = ChannelLayerNorm(channels)
-        self.norm_kv = ChannelLayerNorm(context_channels)
-        self.to_q = nn.Conv2d(channels, hidden, 1, bias=False)
-        # separate key and value projections: each is then contiguous, and exp() on a contiguous map is ~6x faster
-        self.to_k = nn.Conv2d(context_channels, hidden, 1, bias=False)
-        self.to_v = nn.Conv2d(context_channels, hidden, 1, bias=False)
-        self.channel_attention = ChannelAttention(hidden, reduction) if channel_attention else None
-        self.spatial_attention = SpatialAttention(7) if spatial_attention else None
-        self.to_out = nn.Conv2d(hidden, channels, 1)
-        self.out_norm = ChannelLayerNorm(channels)
-
-    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
-        """Attend from the positions of ``x`` to those of ``context`` (same spatial size)."""
-        context = x if context is None else context
-        if context.shape[0] != x.shape[0] or context.shape[2:] != x.shape[2:]:
-            raise ValueError(
-                f"LinearCrossAttention: x {tuple(x.shape)} and context {tuple(context.shape)} must share batch and "
-                "spatial size."
-            )
-        b, _, h, w = x.shape
-        heads, d = self.heads, self.head_channels
-        q = self.to_q(self.norm_q(x))
-        context = self.norm_kv(context)
-        k, v = self.to_k(context), self.to_v(context)
-        # q + CA(q) * q == q * (1 + CA(q)): one pass over the full-resolution map instead of two
-        if self.channel_attention is not None:
-            q = scale_(q, 1 + self.channel_attention(q))
-        if self.spatial_attention is not None:
-            k = scale_(k, 1 + self.spatial_attention(k))
-        return self.out_norm(linear_attention(q, k, v, heads, d, self.to_out))
 
 
 class SoftmaxCrossAttention(nn.Module):

@@ -1,4 +1,4 @@
-"""What both ECSD networks share around their layers: the total stride and switchable activation checkpointing."""
+"""What ECSDUNet keeps around its layers: the total stride and switchable activation checkpointing."""
 
 from __future__ import annotations
 
