@@ -33,22 +33,35 @@ def _is_channels_last(x: torch.Tensor) -> bool:
     return x.ndim == 4 and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
 
 
-def _fft_grid_interpolation(indices: torch.Tensor, size: int, grid: int) -> torch.Tensor:
-    """(len(indices), grid) matrix that linearly interpolates a ``grid``-point spectrum stored in FFT order.
+def _fft_grid_taps(indices: torch.Tensor, size: int, grid: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The two grid points and weight that linearly interpolate a ``grid``-point spectrum stored in FFT order.
 
-    Row r reads the frequency ``indices[r] / size`` cycles per pixel (``indices`` are signed FFT bin numbers of an
+    Entry r reads the frequency ``indices[r] / size`` cycles per pixel (``indices`` are signed FFT bin numbers of an
     axis of ``size`` samples); grid index j holds the frequency ``j / grid`` (periodic, period 1, as ``fftfreq``).
-    The position ``indices * grid / size`` is split into its integer floor and remainder with integer arithmetic, so
-    an axis of exactly ``grid`` samples gives a permutation matrix of exact zeros and ones: the stored map itself.
+    Returns ``(lower, upper, frac)``: the value is ``(1 - frac) * map[lower] + frac * map[upper]``. The position
+    ``indices * grid / size`` is split into its integer floor and remainder with integer arithmetic, so an axis of
+    exactly ``grid`` samples gives ``frac`` of exact zeros and ``lower`` the identity: the stored map itself.
     """
     scaled = indices.long() * grid
     lower = torch.div(scaled, size, rounding_mode="floor")
     frac = (scaled - lower * size).double() / size
-    rows = torch.arange(len(indices))
-    matrix = torch.zeros(len(indices), grid, dtype=torch.float64)
-    matrix.index_put_((rows, lower.remainder(grid)), 1 - frac, accumulate=True)
-    matrix.index_put_((rows, (lower + 1).remainder(grid)), frac, accumulate=True)
-    return matrix
+    return lower.remainder(grid), (lower + 1).remainder(grid), frac
+
+
+def _interpolate_axis(maps: torch.Tensor, dim: int, taps: tuple[torch.Tensor, torch.Tensor, torch.Tensor]):
+    """``maps`` resampled along ``dim`` with the two-tap linear interpolation of :func:`_fft_grid_taps`.
+
+    Two gathers and a blend: O(size) per line, where the dense (size, grid) interpolation matrix costs O(size * grid)
+    multiply-adds of zeros (at the bundle's 512-point grid that was most of the CEM's time). Taps that read a run of
+    the grid's own points (an axis of exactly ``grid`` samples) select it as a view, no copy."""
+    lower, upper, frac = taps
+    if not frac.any() and torch.equal(lower, torch.arange(len(lower)) + lower[0]):
+        return maps.narrow(dim, int(lower[0]), len(lower))  # on the grid's own points (the reference size): a view
+    lower, upper = lower.to(maps.device), upper.to(maps.device)
+    shape = [1] * maps.ndim
+    shape[dim] = -1
+    frac = frac.to(device=maps.device, dtype=maps.dtype).view(shape)
+    return maps.index_select(dim, lower) * (1 - frac) + maps.index_select(dim, upper) * frac
 
 
 def _signed_bins(size: int) -> torch.Tensor:
@@ -103,33 +116,34 @@ class FFParserFilter(nn.Module):
         self.map_real = nn.Parameter(torch.ones(channels, *size))
         self.map_imag = nn.Parameter(torch.ones(channels, *size))
         self.theta = nn.Parameter(torch.ones(channels, 1, 1))
+        self._cache: tuple | None = None
 
-    def _interpolation(self, height: int, width: int, half: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        dtype, device = self.map_real.dtype, self.map_real.device
-        rows = _fft_grid_interpolation(_signed_bins(height), height, self.filter_size[0])
+    def _resample(self, weight: torch.Tensor, height: int, width: int, half: bool) -> torch.Tensor:
+        """``weight`` (C, G_h, G_w) at the frequencies of an (height, width) FFT (``half``: of its ``rfft2``)."""
         col_bins = torch.arange(width // 2 + 1) if half else _signed_bins(width)
-        cols = _fft_grid_interpolation(col_bins, width, self.filter_size[1])
-        return rows.to(device=device, dtype=dtype), cols.to(device=device, dtype=dtype)
+        rows = _fft_grid_taps(_signed_bins(height), height, self.filter_size[0])
+        cols = _fft_grid_taps(col_bins, width, self.filter_size[1])
+        return _interpolate_axis(_interpolate_axis(weight, 1, rows), 2, cols)
 
     def resampled_maps(self, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Full-spectrum maps ``(theta * M_re, theta * M_im)``, each (C, height, width), in FFT order."""
-        rows, cols = self._interpolation(height, width, half=False)
-        return (rows @ self.map_real @ cols.T) * self.theta, (rows @ self.map_imag @ cols.T) * self.theta
+        return tuple(self._resample(w, height, width, half=False) * self.theta for w in (self.map_real, self.map_imag))
 
     def _half_spectrum_maps(self, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Hermitian-symmetrised maps on the ``rfft2`` half spectrum, each (C, height, width // 2 + 1)."""
-        rows, cols = self._interpolation(height, width, half=True)
-        gh, gw = self.filter_size
-        device = self.map_real.device
+        """Hermitian-symmetrised maps on the ``rfft2`` half spectrum, each (C, height, width // 2 + 1).
+
+        Without a graph (sampling) they are cached per input size until a parameter changes (its version counter)."""
+        key = (height, width, *((p._version, p.data_ptr(), p.dtype) for p in (self.map_real, self.map_imag, self.theta)))
+        if not torch.is_grad_enabled() and self._cache is not None and self._cache[0] == key:
+            return self._cache[1]
         # grid index j and (-j) mod G hold opposite frequencies; periodic linear interpolation commutes with that
-        # reflection, so the symmetrisation is done on the small grid
-        mirror_h = (-torch.arange(gh, device=device)).remainder(gh)
-        mirror_w = (-torch.arange(gw, device=device)).remainder(gw)
-        maps = []
-        for weight in (self.map_real, self.map_imag):
-            sym = 0.5 * self.theta * (weight + weight.index_select(1, mirror_h).index_select(2, mirror_w))
-            maps.append(rows @ sym @ cols.T)
-        return maps[0], maps[1]
+        # reflection, so the symmetrisation is done on the small grid (the reflection: flip, then roll by one)
+        maps = tuple(
+            self._resample(0.5 * self.theta * (w + w.flip(1, 2).roll((1, 1), (1, 2))), height, width, half=True)
+            for w in (self.map_real, self.map_imag)
+        )
+        self._cache = (key, tuple(m.detach() for m in maps)) if not torch.is_grad_enabled() else None
+        return maps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Filter ``x`` of shape ``(B, C, H, W)`` in the frequency domain."""
