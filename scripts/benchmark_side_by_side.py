@@ -31,6 +31,7 @@ ratio public / ours, the peak RSS of the subprocess (``ru_maxrss``, the largest 
 once by ``torch.utils.flop_counter.FlopCounterMode`` in a separate subprocess (convolutions, matmuls, attention;
 not element-wise ops, norms, FFTs or the Mamba scan) and the achieved GFLOP/s, beside the machine's own rates: a
 3x3 conv2d 64 -> 64 at 256 x 256 batch 4 and a 2048^3 float32 matmul, timed in a subprocess.
+A variant whose subprocess fails (e.g. killed out of memory) gets a "failed (exit code N)" row; the rest goes on.
 
 Usage::
 
@@ -57,6 +58,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+import torch.utils.flop_counter
 
 logger = logging.getLogger("benchmark_side_by_side")
 
@@ -95,9 +97,7 @@ def load_cold_segdiffusion(folder: str | Path) -> types.ModuleType:
         sys.modules["beartype"] = shim
     spec = importlib.util.spec_from_file_location("cold_segdiffusion_reference", path)
     module = importlib.util.module_from_spec(spec)
-    import numpy
-
-    module.np = numpy  # the file uses np without importing it (only in its trainer)
+    module.np = importlib.import_module("numpy")  # the file uses np without importing it (only in its trainer)
     spec.loader.exec_module(module)
     return module
 
@@ -221,17 +221,13 @@ def job_time(config: dict, impl: str) -> dict:
 
 
 def _mkldnn_conv_flop(x_shape, w_shape, *args, out_shape=None, **kwargs) -> int:
-    from torch.utils.flop_counter import conv_flop_count
-
-    return conv_flop_count(x_shape, w_shape, out_shape, transposed=False)
+    return torch.utils.flop_counter.conv_flop_count(x_shape, w_shape, out_shape, transposed=False)
 
 
 def job_flops(config: dict, impl: str) -> dict:
     """FLOPs of one unit; ``aten.mkldnn_convolution`` (NeuroDiffUNet's 3D convs call it) counts as a convolution."""
-    from torch.utils.flop_counter import FlopCounterMode
-
     step = _step_fn(config, impl)
-    with FlopCounterMode(display=False, custom_mapping={torch.ops.aten.mkldnn_convolution: _mkldnn_conv_flop}) as c:
+    with torch.utils.flop_counter.FlopCounterMode(display=False, custom_mapping={torch.ops.aten.mkldnn_convolution: _mkldnn_conv_flop}) as c:
         step()
     return {"flops": int(c.get_total_flops())}
 
@@ -308,8 +304,10 @@ def run_job(job: dict, threads: int) -> dict:
     """Run ``JOBS[job["kind"]](**job["args"])`` in a fresh Python process with ``threads`` torch threads."""
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", json.dumps(job), "--threads", str(threads)]
     result = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        raise RuntimeError(f"{job['kind']} job {job['args']} failed:\n{result.stderr[-3000:]}")
+    if result.returncode != 0:  # negative: killed by that signal (-9: most likely out of memory)
+        raise RuntimeError(
+            f"{job['kind']} job {job['args']} failed (exit code {result.returncode}):\n{result.stderr[-3000:]}"
+        )
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
@@ -356,7 +354,7 @@ def measure(cases: list[dict], repeats: int, threads: int, tolerance: float) -> 
         seen.add(key)
         result = run_job({"kind": "check", "args": {"config": cfg}}, threads)
         checks.append({"model": cfg["model"], "config": cfg, **result})
-        logger.info("check %s %s: max |diff| %.2e", cfg["model"], case["case"], result["max_abs_diff"])
+        logger.info("check %s %s batch 1: max |diff| %.2e", cfg["model"], cfg.get("size", cfg.get("shape")), result["max_abs_diff"])
         if not result["max_abs_diff"] < tolerance:
             raise RuntimeError(
                 f"{case['part']} {case['case']}: ours and the public network differ by {result['max_abs_diff']:.3g} "
@@ -367,21 +365,34 @@ def measure(cases: list[dict], repeats: int, threads: int, tolerance: float) -> 
         variants = [("public", case["config"])] + [("ours", c) for c in case["ours"]]
         seconds = {i: [] for i in range(len(variants))}
         rss = {i: [] for i in range(len(variants))}
+        failed: dict[int, str] = {}  # a variant that fails (e.g. killed out of memory) is reported, not retried
         for r in range(repeats):
             order = range(len(variants)) if r % 2 == 0 else reversed(range(len(variants)))
             for i in order:
                 impl, cfg = variants[i]
-                result = run_job({"kind": "time", "args": {"config": cfg, "impl": impl}}, threads)
+                if i in failed:
+                    continue
+                try:
+                    result = run_job({"kind": "time", "args": {"config": cfg, "impl": impl}}, threads)
+                except RuntimeError as err:
+                    lines = str(err).strip().splitlines()  # "(exit code N)" and the error's last line
+                    failed[i] = " ".join([lines[0].split(" failed ")[-1].strip(":"), *lines[1:][-1:]]).replace("|", "/")
+                    logger.warning("%s %s %s failed: %s", case["part"], case["case"], _impl_name(cfg, impl), err)
+                    continue
                 seconds[i].append(result["seconds"])
                 rss[i].append(result["peak_rss_gb"])
                 logger.info("%s %s %s: %.3f s", case["part"], case["case"], _impl_name(cfg, impl), result["seconds"])
-        public_s = statistics.median(seconds[0])
+        public_s = None if 0 in failed else statistics.median(seconds[0])
         for i, (impl, cfg) in enumerate(variants):
+            if i in failed:
+                rows.append({"part": case["part"], "case": case["case"], "impl": _impl_name(cfg, impl),
+                             "error": f"failed {failed[i]}"})
+                continue
             flops = run_job({"kind": "flops", "args": {"config": cfg, "impl": impl}}, threads)["flops"]
             median = statistics.median(seconds[i])
             rows.append({
                 "part": case["part"], "case": case["case"], "impl": _impl_name(cfg, impl), "seconds": median,
-                "all_seconds": seconds[i], "ratio_public_over_ours": None if impl == "public" else public_s / median,
+                "all_seconds": seconds[i], "ratio_public_over_ours": None if impl == "public" or public_s is None else public_s / median,
                 "peak_rss_gb": max(rss[i]), "flops": flops, "gflops_per_s": flops / median / 1e9,
             })
     return checks, rows
@@ -398,6 +409,9 @@ def format_table(result: dict) -> str:
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in result["rows"]:
+        if r.get("error"):
+            lines.append(f"| {r['part']} | {r['case']} | {r['impl']} | {r['error']} |  |  |  |  |  |")
+            continue
         ratio = "" if r["ratio_public_over_ours"] is None else f"{r['ratio_public_over_ours']:.2f}"
         share = f"{100 * r['gflops_per_s'] / conv:.0f} %" if conv else ""
         lines.append(

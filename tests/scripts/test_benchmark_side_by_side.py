@@ -126,8 +126,43 @@ class TestOursInASubprocess(unittest.TestCase):
         self.assertEqual(counted["flops"], counter.get_total_flops())
 
     def test_failing_job_reports_its_error(self):
-        with self.assertRaisesRegex(RuntimeError, r"(?s)sampling job \{\} failed:.*KeyError: 'sampling'"):
+        with self.assertRaisesRegex(RuntimeError, r"(?s)sampling job \{\} failed \(exit code 1\):.*KeyError: 'sampling'"):
             side_by_side.run_job({"kind": "sampling", "args": {}}, threads=1)
+
+
+def _fake_run_job(diff: float = 0.0):
+    """``run_job`` without subprocesses: the public network's timing is killed (as out of memory), ours takes 2 s."""
+
+    def run(job: dict, threads: int) -> dict:
+        if job["kind"] == "check":
+            return {"max_abs_diff": diff, "max_abs_output": 1.0}
+        if job["kind"] == "time" and job["args"]["impl"] == "public":
+            raise RuntimeError("time job {} failed (exit code -9):\nKilled")
+        return {"seconds": 2.0, "peak_rss_gb": 1.0} if job["kind"] == "time" else {"flops": 4e9}
+
+    return run
+
+
+class TestMeasure(unittest.TestCase):
+    def setUp(self):
+        with _any_folder_is_a_checkout():
+            self.cases = side_by_side.configs(side_by_side.parse_args(["--parts", "ecsd_forward", "--cold-segdiffusion", "."]))
+
+    def test_a_failed_variant_is_reported_and_the_others_measured(self):
+        with mock.patch.object(side_by_side, "run_job", side_effect=_fake_run_job()) as run:
+            checks, rows = side_by_side.measure(self.cases, repeats=2, threads=1, tolerance=1e-3)
+        self.assertEqual(checks[0]["max_abs_diff"], 0.0)
+        self.assertEqual(rows[0]["error"], "failed (exit code -9) Killed")
+        self.assertEqual((rows[1]["seconds"], rows[1]["all_seconds"], rows[1]["gflops_per_s"]), (2.0, [2.0, 2.0], 2.0))
+        self.assertIsNone(rows[1]["ratio_public_over_ours"])
+        # one check, public timed once (then skipped), ours twice, one FLOP count for ours
+        self.assertEqual([c.args[0]["kind"] for c in run.call_args_list], ["check", "time", "time", "time", "flops"])
+
+    def test_different_outputs_stop_before_timing(self):
+        fake = mock.patch.object(side_by_side, "run_job", side_effect=_fake_run_job(diff=0.5))
+        with fake as run, self.assertRaisesRegex(RuntimeError, "differ by 0.5 .*tolerance 0.001"):
+            side_by_side.measure(self.cases, repeats=1, threads=1, tolerance=1e-3)
+        self.assertEqual(run.call_count, 1)
 
 
 ROWS = [
@@ -150,6 +185,12 @@ class TestFormatTable(unittest.TestCase):
         self.assertEqual(lines[5], "| ecsd_forward | 512 x 512 batch 1 | ours | 2.000 | 2.00 | 1.25 | 200.0 | 100.0 | 50 % |")
         self.assertIn("conv2d: 200.0 GFLOP/s (250.0 channels-last); mm: 150.0 GFLOP/s.", lines[7])
         self.assertIn("ecsd 512: max |diff| 2.50e-05", lines[8])
+
+    def test_failed_variant(self):
+        failed = {"part": "ecsd_train", "case": "512 x 512 batch 2", "impl": "public", "error": "failed (exit code -9)"}
+        result = {"threads": 1, "repeats": 1, "torch": "2.x", "rows": [failed], "machine": None, "checks": []}
+        self.assertTrue(side_by_side.format_table(result).endswith(
+            "| ecsd_train | 512 x 512 batch 2 | public | failed (exit code -9) |  |  |  |  |  |"))
 
     def test_without_machine_rates(self):
         result = {"threads": 1, "repeats": 1, "torch": "2.x", "rows": ROWS[1:], "machine": None, "checks": []}
