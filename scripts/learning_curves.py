@@ -38,6 +38,13 @@ Usage::
     python scripts/learning_curves.py --marks 10 30 60 120 240 --threads 2 \\
         --out benchmarks/learning_curves.json --plot benchmarks/learning_curves.png
 
+    # score the checkpoints of that run again without training, e.g. out of domain at the last mark only:
+    python scripts/learning_curves.py --rescore benchmarks/learning_curves.json --models ecsd --datasets epfl \
+        --marks 240 --samplers reference --out benchmarks/learning_curves_epfl.json --plot /tmp/epfl.png
+    # runs made in parallel (one per model) joined into one table and plot:
+    python scripts/learning_curves.py --merge a.json b.json --out benchmarks/learning_curves.json \
+        --plot benchmarks/learning_curves.png
+
     # what the former scripts/ablation_ecsd.py measured (one budget of 20 CPU-minutes, width 32, lr 2e-4 for all three):
     python scripts/learning_curves.py --models ecsd ecsd_no_boundary basicunet --datasets isbi --marks 20 \\
         --ecsd-channels 32 64 128 256 --em-patch 256 --infer-patch 512 --steps 10 --lr 2e-4 --basicunet-lr 2e-4
@@ -100,6 +107,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--plot", default="benchmarks/learning_curves.png")
     p.add_argument("--steps", type=int, default=None, help="sampling steps (default: each bundle's inference value)")
     p.add_argument("--samplers", nargs="+", default=list(SAMPLERS), choices=SAMPLERS, help="ECSD samplers scored")
+    p.add_argument("--rescore", default=None, metavar="JSON",
+                   help="no training: score the checkpoints of an earlier run (its --work, its --out JSON for the "
+                        "training record) at --marks, on --datasets with --samplers / --steps")
     p.add_argument("--merge", nargs="+", default=None, metavar="JSON",
                    help="no training: merge the results of earlier runs (e.g. one per model, run in parallel) into "
                         "--out, the table and --plot")
@@ -438,7 +448,9 @@ def _write(result: dict[str, Any], path: Path) -> None:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    """Train every (model, training set), then score each mark on its data sets; returns the written result."""
+    """Train every (model, training set), then score each mark on its data sets; returns the written result.
+
+    With ``--rescore``: no training, the earlier run's checkpoints of ``--marks`` are scored."""
     torch.set_num_threads(args.threads)
     data = prepare_data(args)
     out = Path(args.out)
@@ -446,14 +458,24 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "settings": {**vars(args), "time": "process CPU time (time.process_time), all threads", "dice": "pooled_dice"},
         "training": {}, "rows": [],
     }
+    earlier = json.loads(Path(args.rescore).read_text())["training"] if args.rescore else {}
     for model, train_set in runs(args):
-        logger.info("training %s on %s", model, train_set)
-        trained = train(model, train_set, data[train_set], args)
-        result["training"][f"{model}_{train_set}"] = trained
-        records = trained["marks"]
+        name = f"{model}_{train_set}"
+        if args.rescore:
+            if name not in earlier:
+                raise ValueError(f"learning_curves: {args.rescore} has no training of {name} to rescore.")
+            trained = earlier[name]
+        else:
+            logger.info("training %s on %s", model, train_set)
+            trained = train(model, train_set, data[train_set], args)
+        result["training"][name] = trained
+        marks = [(i, r) for i, r in enumerate(trained["marks"]) if not args.rescore or r["mark_cpu_min"] in args.marks]
+        if args.rescore and len(marks) != len(args.marks):
+            done = [r["mark_cpu_min"] for r in trained["marks"]]
+            raise ValueError(f"learning_curves: --marks {args.marks} are not all among the marks {done} of {name}.")
         samplers = list(args.samplers) if _BUNDLE.get(model) == "ecsd" else [None]
         for dataset in (d for d in args.datasets if _SOURCES[d][1] == train_set):
-            for i, record in enumerate(records):
+            for i, record in marks:
                 for sampler in samplers:
                     row = {"model": model, "train_set": train_set, "dataset": dataset, "sampler": sampler,
                            "mark_cpu_min": record["mark_cpu_min"], "iterations": record["iterations"],

@@ -203,6 +203,18 @@ class TestLearningCurvesEndToEnd(unittest.TestCase):
                 records = trained["marks"]
                 self.assertLess(records[0]["cpu_s"], records[1]["cpu_s"], run)
                 self.assertLessEqual(records[0]["iterations"], records[1]["iterations"], run)
+            # rescoring a checkpoint without training gives the row of the first scoring again (seeded sampling)
+            first = next(r for r in rows if r["model"] == "ecsd" and r["sampler"] == "reference" and r["mark_cpu_min"] == 0.06)
+            again = [*argv, "--rescore", str(tmp / "lc.json"), "--models", "ecsd", "--datasets", "isbi", "--marks", "0.06",
+                     "--samplers", "reference", "--out", str(tmp / "again.json"), "--plot", str(tmp / "again.png")]
+            with mock.patch.object(learning_curves, "prepare_data", lambda args: {"isbi": data / "isbi"}), \
+                    mock.patch("builtins.print"):
+                rescored = learning_curves.main(again)["rows"]
+                with self.assertRaisesRegex(ValueError, r"--marks \[0.05\] are not all among the marks \[0.03, 0.06\]"):
+                    learning_curves.main([*again[:-4], "--marks", "0.05", "--out", str(tmp / "x.json")])
+            self.assertEqual([(r["mark_cpu_min"], r["sampler"], r["iterations"]) for r in rescored],
+                             [(0.06, "reference", first["iterations"])])
+            self.assertEqual(rescored[0]["dice"], first["dice"])
             image = cv2.imread(str(tmp / "lc.png"))
             series = 4  # ecsd (bansal), ecsd (reference), biedsnet, basicunet
             self.assertEqual(image.shape, (360 + learning_curves.LEGEND_ROW * series + 10, 2 * 480, 3))
