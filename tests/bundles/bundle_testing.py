@@ -34,12 +34,17 @@ def shared_data_or_skip(test: unittest.TestCase) -> Path:
     test.skipTest(f"shared data folder {SHARED} is missing")
 
 
-def convert(name: str, out_dir: Path) -> Path:
-    """Write shared data set ``name`` in the MSD layout with ``scripts/convert_shared_data.py``."""
-    spec = importlib.util.spec_from_file_location("convert_shared_data", REPO / "scripts" / "convert_shared_data.py")
+def load_script(name: str):
+    """``scripts/<name>.py`` imported as a module (the scripts folder is not a package)."""
+    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return Path(module.convert(name, out_dir, shared_dir=SHARED))
+    return module
+
+
+def convert(name: str, out_dir: Path) -> Path:
+    """Write shared data set ``name`` in the MSD layout with ``scripts/convert_shared_data.py``."""
+    return Path(load_script("convert_shared_data").convert(name, out_dir, shared_dir=SHARED))
 
 
 def workflow(configs: Path, config: str | list[str], workflow_type: str, **override) -> ConfigWorkflow:

@@ -3,7 +3,6 @@ tile sizes through the bundle (an untrained narrow network, DDIM 2 steps, in thi
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import tempfile
 import unittest
@@ -11,15 +10,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from bundle_testing import load_script
 from monai.bundle import ConfigParser
 from parameterized import parameterized
 
 from emdiff_components.data import write_volume_case, write_volume_dataset_json
 
 REPO = Path(__file__).resolve().parents[2]
-spec = importlib.util.spec_from_file_location("benchmark_neurodiff", REPO / "scripts" / "benchmark_neurodiff.py")
-benchmark = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(benchmark)
+benchmark = load_script("benchmark_neurodiff")
 
 # a three-level NeuroDiff network, stride (1, 8, 8): tiles of 4 x 8k x 8k
 TINY = {

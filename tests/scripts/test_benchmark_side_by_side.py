@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import tempfile
 import unittest
@@ -11,19 +10,13 @@ from pathlib import Path
 from unittest import mock
 
 import torch
+from bundle_testing import load_script
 from parameterized import parameterized
 from torch.utils.flop_counter import FlopCounterMode
 
 from emdiff_components.networks import ECSDUNet
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def load_script(name: str):
-    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 side_by_side = load_script("benchmark_side_by_side")

@@ -9,16 +9,14 @@ from pathlib import Path
 
 import pytest
 import torch
+from bundle_testing import load_script
 from monai.bundle import ConfigParser
 from parameterized import parameterized
 
 from emdiff_components.engines import load_network_weights
 from emdiff_components.networks import ECSDUNet, NeuroDiffUNet
 
-_SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "convert_reference_weights.py"
-_spec = importlib.util.spec_from_file_location("convert_reference_weights", _SCRIPT)
-convert_reference_weights = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(convert_reference_weights)
+convert_reference_weights = load_script("convert_reference_weights")
 
 _TESTS = Path(__file__).resolve().parents[1]
 _helpers = importlib.util.spec_from_file_location("ecsd_reference", _TESTS / "networks" / "test_ecsd_reference.py")

@@ -1,23 +1,19 @@
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import tempfile
 import unittest
-from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+from bundle_testing import load_script
 from parameterized import parameterized
 
 from emdiff_components.data import read_image, segmentation_datalist, volume_datalist
 
-_SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "convert_shared_data.py"
-_spec = importlib.util.spec_from_file_location("convert_shared_data", _SCRIPT)
-convert_shared_data = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(convert_shared_data)
+convert_shared_data = load_script("convert_shared_data")
 
 # (set, num_classes, Tr slices, Ts slices, in-plane shape)
 SPLIT_CASES = [

@@ -6,7 +6,6 @@ Connectomics) are built here.
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import json
 import os
@@ -14,19 +13,16 @@ import re
 import tempfile
 import unittest
 import zipfile
-from pathlib import Path
 
 import h5py
 import numpy as np
 import tifffile
+from bundle_testing import load_script
 from parameterized import parameterized
 
 from emdiff_components.data import read_image, sha256sum, volume_datalist
 
-_SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "download_ac3_ac4.py"
-_spec = importlib.util.spec_from_file_location("download_ac3_ac4", _SCRIPT)
-ac = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(ac)
+ac = load_script("download_ac3_ac4")
 
 TRAIN_SHAPE, TEST_SHAPE = (5, 8, 10), (7, 8, 10)
 

@@ -7,7 +7,6 @@ record zip or a folder), COVID-19-CT-Seg's two zips of 3D volumes.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import os
 import tempfile
@@ -17,14 +16,12 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+from bundle_testing import load_script
 from parameterized import parameterized
 
 from emdiff_components.data import read_image, read_voxel_size, segmentation_datalist
 
-_SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "download_covid_ct.py"
-_spec = importlib.util.spec_from_file_location("download_covid_ct", _SCRIPT)
-covid = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(covid)
+covid = load_script("download_covid_ct")
 
 ZOOMS = (0.7, 0.8, 5.0)  # mm, NIfTI (X, Y, Z) order
 # (classes, include_effusion, expected written value for MedSeg classes 0, 1, 2, 3)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import tempfile
@@ -13,18 +12,12 @@ from unittest import mock
 import cv2
 import numpy as np
 import pytest
+from bundle_testing import load_script
 from parameterized import parameterized
 
 from emdiff_components.data import read_image, write_image
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def load_script(name: str):
-    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 learning_curves = load_script("learning_curves")
