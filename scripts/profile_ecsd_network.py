@@ -44,7 +44,7 @@ def _worker(spec: dict) -> dict:
     generator = torch.Generator().manual_seed(0)
     size, batch = spec["size"], spec["batch"]
     widths = [spec["channels"] * m for m in (1, 2, 4, 8)]
-    net = ECSDUNet(channels=widths, use_checkpointing=spec["mode"] == "train")
+    net = ECSDUNet(channels=widths, filter_size=spec["filter_size"], use_checkpointing=spec["mode"] == "train")
     params = sum(p.numel() for p in net.parameters())
     x = torch.rand(batch, 1, size, size, generator=generator) * 2 - 1
     image = torch.rand(batch, 1, size, size, generator=generator) * 2 - 1
@@ -91,6 +91,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[256, 512])
     parser.add_argument("--batch", type=int, default=2, help="training-step batch size (forward uses batch 1)")
     parser.add_argument("--channels", type=int, default=64, help="base width w (level widths w, 2w, 4w, 8w)")
+    parser.add_argument("--filter-size", type=int, default=512, help="FF-Parser map grid (the bundle's filter_size)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3, help="timed forward passes (best is reported)")
     parser.add_argument("--train-steps", type=int, default=2)
@@ -109,7 +110,7 @@ def main(argv: list[str] | None = None) -> None:
     rows = []
     for allocator in allocators:
         for size in args.sizes:
-            common = {"size": size, "channels": args.channels, "threads": args.threads}
+            common = {"size": size, "channels": args.channels, "threads": args.threads, "filter_size": args.filter_size}
             fwd = _run({**common, "mode": "forward", "batch": 1, "repeats": args.repeats}, allocator == "tuned")
             row = {
                 "allocator": allocator,
