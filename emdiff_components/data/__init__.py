@@ -16,6 +16,7 @@ from .layout import (
     write_dataset_json,
     write_layout,
 )
+from .mixing import labelled_sections, mixing_weights, neuron_training_datalist
 from .readers import ImageReadError, read_image, read_voxel_size, supported_extensions, write_image
 from .splits import holdout_split
 from .volumes import (
@@ -54,4 +55,7 @@ __all__ = [
     "write_volume_dataset_json",
     "label_slices_2d",
     "condition_datalist",
+    "labelled_sections",
+    "mixing_weights",
+    "neuron_training_datalist",
 ]

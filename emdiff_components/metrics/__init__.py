@@ -1,11 +1,15 @@
 from __future__ import annotations
 
 from .batch_meta import filename_meta
+from .fid3d import FID3D, fid_3d, volume_features
 from .distance import hausdorff_distances
 from .seams import seam_score, tile_borders
 from .segmentation import SegmentationReport, confusion_counts, scores_from_counts
 
 __all__ = [
+    "FID3D",
+    "fid_3d",
+    "volume_features",
     "SegmentationReport",
     "confusion_counts",
     "filename_meta",

@@ -12,5 +12,7 @@ from .post import *  # noqa: F401,F403
 from .post import __all__ as _post_all
 from .remodel import *  # noqa: F401,F403
 from .remodel import __all__ as _remodel_all
+from .sections import *  # noqa: F401,F403
+from .sections import __all__ as _sections_all
 
-__all__ = [*_boundary_all, *_intensity_all, *_io_all, *_label_all, *_post_all, *_remodel_all]
+__all__ = [*_boundary_all, *_intensity_all, *_io_all, *_label_all, *_post_all, *_remodel_all, *_sections_all]
