@@ -26,3 +26,6 @@ __all__ += [
     "neurodiff_key_map",
     "convert_neurodiff_state_dict",
 ]
+from .superhuman import SuperhumanUNet, convert_superhuman_state_dict
+
+__all__ += ["SuperhumanUNet", "convert_superhuman_state_dict"]
