@@ -16,3 +16,7 @@ from .sections import *  # noqa: F401,F403
 from .sections import __all__ as _sections_all
 
 __all__ = [*_boundary_all, *_intensity_all, *_io_all, *_label_all, *_post_all, *_remodel_all, *_sections_all]
+from .affinity import *  # noqa: F401,F403
+from .affinity import __all__ as _affinity_all
+
+__all__ += _affinity_all
