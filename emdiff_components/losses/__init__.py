@@ -4,3 +4,6 @@ from .boundary import BoundaryAwareMSELoss, boundary_time_exponent
 from .joint import JointSegmentationLoss
 
 __all__ = ["BoundaryAwareMSELoss", "boundary_time_exponent", "JointSegmentationLoss"]
+from .affinity import ClassBalancedBCELoss
+
+__all__ += ["ClassBalancedBCELoss"]
