@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .arrays import LazyVolume, create_volume, open_volume
 from .demo import make_demo_dataset, make_demo_volumes
 from .download import add_archive_arguments, download_file, fetch_archive, sha256sum
 from .layout import (
@@ -58,4 +59,7 @@ __all__ = [
     "labelled_sections",
     "mixing_weights",
     "neuron_training_datalist",
+    "LazyVolume",
+    "open_volume",
+    "create_volume",
 ]

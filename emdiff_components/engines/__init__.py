@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from .allocator import keep_freed_memory
+from .blockwise import predict_blockwise, predict_volume_file, slice_intensity_range
 from .bundle_config import ablation_tag, sampling_tile_size
 from .ema import DelayedEMA
 from .checkpoints import CheckpointError, ResumableCheckpoint, atomic_save, load_network_weights
@@ -26,4 +27,7 @@ __all__ = [
     "remodel_volumes",
     "log_to_file",
     "DiffusionTrainingStep",
+    "slice_intensity_range",
+    "predict_blockwise",
+    "predict_volume_file",
 ]
