@@ -5,6 +5,7 @@ from .fid3d import FID3D, fid_3d, volume_features
 from .distance import hausdorff_distances
 from .seams import seam_score, tile_borders
 from .segmentation import SegmentationReport, confusion_counts, scores_from_counts
+from .instance import InstanceSegmentationReport, instance_scores
 
 __all__ = [
     "FID3D",
@@ -17,4 +18,6 @@ __all__ = [
     "scores_from_counts",
     "seam_score",
     "tile_borders",
+    "InstanceSegmentationReport",
+    "instance_scores",
 ]

@@ -1,4 +1,8 @@
-"""Affinities -> segments (to come): watershed, waterz and mutex-watershed agglomeration, multicut.
+"""Affinities -> neuron instances: 2D watershed supervoxels, then waterz, multicut or mutex-watershed agglomeration.
+
+NeuroDiff (Jiang et al. "Diffusion Model-Based Data Augmentation for Enhanced Neuron Segmentation", ISBI 2026,
+https://arxiv.org/abs/2601.15779) evaluates its downstream network's affinities this way;
+:func:`segment_affinities` runs the whole chain. The libraries (python-elf, waterz, mwatershed) are optional imports.
 
 Ensemble fusion of sampled masks, which lived here, is a post-transform: :mod:`emdiff_components.transforms.post`
 (``fuse_ensemble``, ``staple``, ``FuseEnsemble(d)``).
@@ -6,4 +10,22 @@ Ensemble fusion of sampled masks, which lived here, is a post-transform: :mod:`e
 
 from __future__ import annotations
 
-__all__: list[str] = []
+from .agglomeration import (
+    NEAREST_NEIGHBOUR_OFFSETS,
+    WATERZ_SCORING,
+    agglomerate_multicut,
+    agglomerate_waterz,
+    mutex_watershed,
+    segment_affinities,
+)
+from .watershed import affinity_supervoxels
+
+__all__ = [
+    "NEAREST_NEIGHBOUR_OFFSETS",
+    "WATERZ_SCORING",
+    "affinity_supervoxels",
+    "agglomerate_multicut",
+    "agglomerate_waterz",
+    "mutex_watershed",
+    "segment_affinities",
+]
