@@ -19,4 +19,8 @@ __all__ = [*_boundary_all, *_intensity_all, *_io_all, *_label_all, *_post_all, *
 from .affinity import *  # noqa: F401,F403
 from .affinity import __all__ as _affinity_all
 
-__all__ += _affinity_all
+__all__ += [*_affinity_all]
+from .augment import *  # noqa: F401,F403
+from .augment import __all__ as _augment_all
+
+__all__ += [*_augment_all]
