@@ -167,8 +167,10 @@ def held_back_volumes(data: Path, out: Path, shape: tuple[int, int, int]) -> Pat
     return out
 
 
-def train_narrow_model(shared: Path, minutes: float, work: Path) -> dict:
+def train_narrow_model(shared: Path, minutes: float, work: Path, data: Path | None = None) -> dict:
     """The bundle's train.json on the FIB-SEM neurons (training slices) for ``minutes`` with :data:`QUALITY_MODEL`.
+
+    ``data``: train on this dataset folder instead (e.g. only the labelled sections of a label budget).
 
     Returns:
         ``{"common": overrides that evaluate the checkpoint, "data": the converted dataset folder,
@@ -180,7 +182,8 @@ def train_narrow_model(shared: Path, minutes: float, work: Path) -> dict:
     sys.path.insert(0, str(REPO / "scripts"))
     from convert_shared_data import convert
 
-    data = Path(convert("fibsem_neurons", work / "data", shared_dir=shared))
+    if data is None:
+        data = Path(convert("fibsem_neurons", work / "data", shared_dir=shared))
     common = {"bundle_root": str(work / "bundle"), "dataset_dir": str(data), "progress": False, **QUALITY_MODEL}
     wf = ConfigWorkflow(config_file=str(CONFIGS / "train.json"), meta_file=str(CONFIGS / "metadata.json"),
                         logging_file=str(CONFIGS / "logging.conf"), workflow_type="train", num_steps=100000,

@@ -22,6 +22,7 @@ from .readers import ImageReadError, read_image, read_voxel_size, supported_exte
 from .splits import holdout_split
 from .volumes import (
     condition_datalist,
+    image_volume_datalist,
     label_slices_2d,
     volume_datalist,
     write_volume_case,
@@ -56,6 +57,7 @@ __all__ = [
     "write_volume_dataset_json",
     "label_slices_2d",
     "condition_datalist",
+    "image_volume_datalist",
     "labelled_sections",
     "mixing_weights",
     "neuron_training_datalist",

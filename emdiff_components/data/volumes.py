@@ -41,7 +41,14 @@ from .readers import ImageReadError, read_image, read_voxel_size, write_image
 
 ndimage, _has_ndimage = optional_import("scipy.ndimage")
 
-__all__ = ["volume_datalist", "condition_datalist", "write_volume_case", "write_volume_dataset_json", "label_slices_2d"]
+__all__ = [
+    "volume_datalist",
+    "condition_datalist",
+    "image_volume_datalist",
+    "write_volume_case",
+    "write_volume_dataset_json",
+    "label_slices_2d",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -280,6 +287,43 @@ def condition_datalist(path: str | os.PathLike, min_shape: Sequence[int] | None 
                 f"condition_datalist: condition {file!r} has shape {volume.shape}, smaller than {minimum} (Z, Y, X)."
             )
         entries.append({"condition": file, "name": name})
+    return entries
+
+
+def image_volume_datalist(path: str | os.PathLike) -> list[dict]:
+    """EM volumes to segment: one file (TIFF, HDF5 ``file.h5:/key``, zarr, NPY) or every volume file in a folder.
+
+    Only the shape is read (lazily, :func:`~emdiff_components.data.open_volume`), so a large volume is checked in
+    seconds before prediction starts.
+
+    Returns:
+        ``[{"image": path, "name": stem}, ...]`` in natural name order.
+
+    Raises:
+        DatasetError: a missing path, an empty folder, or a file that cannot be opened or is not 3D (named).
+    """
+    from .arrays import open_volume  # the lazy readers (zarr / HDF5 / TIFF memmap) live there
+
+    root = os.path.abspath(os.fspath(path))
+    file = root.split(":", 1)[0] if ".h5:" in root or ".hdf5:" in root or ".zarr:" in root else root
+    if os.path.isdir(file) and not file.endswith(".zarr"):
+        files = {stem: os.path.join(file, f) for stem, f in list_images(file, "image_volume_datalist").items()}
+        files.update({f[: -len(".zarr")]: os.path.join(file, f) for f in sorted(os.listdir(file)) if f.endswith(".zarr")})
+        if not files:
+            raise DatasetError(f"image_volume_datalist: no volumes in {file!r}.")
+    elif os.path.exists(file):
+        base = os.path.basename(file)
+        files = {strip_extension(base) or base.rsplit(".", 1)[0]: root}
+    else:
+        raise DatasetError(f"image_volume_datalist: {root!r} does not exist.")
+    entries = []
+    for name in sorted(files, key=natural_sort_key):
+        try:
+            with open_volume(files[name], ndim=3):
+                pass
+        except (ImageReadError, ValueError) as err:
+            raise DatasetError(f"image_volume_datalist: cannot use {files[name]!r} as a (Z, Y, X) volume: {err}") from err
+        entries.append({"image": files[name], "name": name})
     return entries
 
 

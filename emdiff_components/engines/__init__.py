@@ -5,10 +5,11 @@ from .blockwise import predict_blockwise, predict_volume_file, slice_intensity_r
 from .bundle_config import ablation_tag, sampling_tile_size
 from .ema import DelayedEMA
 from .checkpoints import CheckpointError, ResumableCheckpoint, atomic_save, load_network_weights
-from .figures import label_to_rgb, save_panel_figure
+from .figures import instances_to_rgb, label_to_rgb, save_panel_figure
 from .handlers import SegmentationFigure, SegmentationWriter
 from .remodel import remodel_volumes
 from .run_logging import log_to_file
+from .segment import IntensityScaledPredictor, segment_volumes
 from .training import DiffusionTrainingStep
 
 __all__ = [
@@ -21,6 +22,7 @@ __all__ = [
     "DelayedEMA",
     "load_network_weights",
     "label_to_rgb",
+    "instances_to_rgb",
     "save_panel_figure",
     "SegmentationFigure",
     "SegmentationWriter",
@@ -30,4 +32,6 @@ __all__ = [
     "slice_intensity_range",
     "predict_blockwise",
     "predict_volume_file",
+    "IntensityScaledPredictor",
+    "segment_volumes",
 ]

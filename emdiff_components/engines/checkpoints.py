@@ -110,7 +110,8 @@ def load_network_weights(network: nn.Module, path: str | os.PathLike, key: str |
     """Load ``path`` into ``network`` (strict), raising :class:`CheckpointError` that names the file and the mismatch.
 
     Accepts a bare state dict or a dict holding one under ``key`` (or under ``"model"`` / ``"network"`` /
-    ``"state_dict"`` when ``key`` is ``None``), as written by MONAI's ``CheckpointSaver``.
+    ``"state_dict"`` / ``"model_weights"`` when ``key`` is ``None``), as written by MONAI's ``CheckpointSaver`` (and
+    ``"model_weights"`` by the public NeuroDiff segmentation trainer).
 
     Returns:
         the same ``network``, for use in a config expression.
@@ -124,7 +125,7 @@ def load_network_weights(network: nn.Module, path: str | os.PathLike, key: str |
         raise CheckpointError(f"checkpoint {path} cannot be read as a PyTorch file: {err}") from err
     if not isinstance(state, dict):
         raise CheckpointError(f"checkpoint {path} holds a {type(state).__name__}, not a state dict.")
-    for candidate in ([key] if key else ["model", "network", "state_dict"]):
+    for candidate in ([key] if key else ["model", "network", "state_dict", "model_weights"]):
         if isinstance(state.get(candidate), dict):
             state = state[candidate]
             break

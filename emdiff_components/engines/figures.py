@@ -12,12 +12,22 @@ from ..utils import atomic_write
 
 cv2, _has_cv2 = optional_import("cv2")
 
-__all__ = ["label_to_rgb", "save_panel_figure"]
+__all__ = ["label_to_rgb", "instances_to_rgb", "save_panel_figure"]
 
 # distinct colours for classes 1.. (background stays black); RGB
 _PALETTE = np.array(
-    [[0, 0, 0], [255, 215, 0], [0, 200, 255], [255, 80, 80], [120, 255, 120], [200, 120, 255], [255, 160, 60],
-     [255, 255, 255], [90, 90, 255], [0, 160, 120]],
+    [
+        [0, 0, 0],
+        [255, 215, 0],
+        [0, 200, 255],
+        [255, 80, 80],
+        [120, 255, 120],
+        [200, 120, 255],
+        [255, 160, 60],
+        [255, 255, 255],
+        [90, 90, 255],
+        [0, 160, 120],
+    ],
     dtype=np.uint8,
 )
 
@@ -35,6 +45,26 @@ def label_to_rgb(label: np.ndarray) -> np.ndarray:
     return _PALETTE[np.mod(label, len(_PALETTE))]
 
 
+def instances_to_rgb(label: np.ndarray) -> np.ndarray:
+    """Instance label map ``(H, W)`` -> ``(H, W, 3)`` uint8, a random bright colour per id (0 stays black).
+
+    An id's colour depends on the id alone (a hash of it), so the same neuron keeps its colour across sections and
+    figures, and neighbouring ids (1, 2, 3 ...) get unrelated colours.
+    """
+    label = np.asarray(label).astype(np.uint64)
+    ids, inverse = np.unique(label, return_inverse=True)
+    # splitmix64-style mixing of the id: deterministic, well spread
+    z = ids + np.uint64(0x9E3779B97F4A7C15)
+    with np.errstate(over="ignore"):
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        z = z ^ (z >> np.uint64(31))
+    colours = np.stack([(z >> np.uint64(s)) & np.uint64(255) for s in (0, 8, 16)], axis=-1).astype(np.uint8)
+    colours = np.maximum(colours, 48)  # no near-black neuron
+    colours[ids == 0] = 0
+    return colours[inverse.reshape(label.shape)]
+
+
 def save_panel_figure(
     path: str | os.PathLike,
     rows: Sequence[Sequence[np.ndarray]],
@@ -48,8 +78,8 @@ def save_panel_figure(
         path: output PNG.
         rows: per sample, one 2D array per panel.
         titles: panel titles (one per column).
-        kinds: per column ``"image"`` (grey, percentile-scaled), ``"label"`` (class colours) or ``"map"``
-            (continuous, grey).
+        kinds: per column ``"image"`` (grey, percentile-scaled), ``"label"`` (class colours), ``"instances"``
+            (a random colour per id, :func:`instances_to_rgb`) or ``"map"`` (continuous, grey).
         max_side: panels are shrunk so their longer side is at most this many pixels.
 
     Returns:
@@ -64,11 +94,18 @@ def save_panel_figure(
         panels = []
         for panel, kind in zip(row, kinds):
             panel = np.asarray(panel)
-            rgb = label_to_rgb(panel) if kind == "label" else np.repeat(_to_uint8(panel)[..., None], 3, axis=-1)
+            if kind == "label":
+                rgb = label_to_rgb(panel)
+            elif kind == "instances":
+                rgb = instances_to_rgb(panel)
+            else:
+                rgb = np.repeat(_to_uint8(panel)[..., None], 3, axis=-1)
             scale = min(1.0, max_side / max(rgb.shape[:2]))
             if scale < 1.0:
                 size = (max(1, round(rgb.shape[1] * scale)), max(1, round(rgb.shape[0] * scale)))
-                rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_NEAREST if kind == "label" else cv2.INTER_AREA)
+                rgb = cv2.resize(
+                    rgb, size, interpolation=cv2.INTER_NEAREST if kind in ("label", "instances") else cv2.INTER_AREA
+                )
             panels.append(rgb)
         height = max(p.shape[0] for p in panels)
         padded = [np.pad(p, ((0, height - p.shape[0]), (0, 4), (0, 0)), constant_values=255) for p in panels]
