@@ -54,6 +54,21 @@ def _middle_panels(image: np.ndarray, truth: np.ndarray | None, segmentation: np
     return panels + [segmentation[z]], titles + ["segmentation"], kinds + ["instances"]
 
 
+def _check_channels(predictor, block_shape, context, methods, device) -> None:
+    """One zero block through the network before any file is read: the affinity channel count must suit the methods."""
+    shape = [b + 2 * c for b, c in zip(block_shape, context)]
+    params = next(predictor.parameters(), None)
+    where = device if device is not None else (params.device if params is not None else "cpu")
+    with torch.no_grad():
+        channels = predictor(torch.zeros(1, 1, *shape, device=where)).shape[1]
+    need_exact = [m for m in methods if m != "mutex"]
+    if (need_exact and channels != 3) or channels < 3:
+        raise ValueError(
+            f"segment_volumes: the network predicts {channels} channels; {'/'.join(methods)} needs the 3 "
+            "nearest-neighbour affinities (z, y, x)" + (" (mutex: at least 3)" if "mutex" in methods else "") + "."
+        )
+
+
 def segment_volumes(
     datalist: Sequence[Mapping[str, Any]],
     network: torch.nn.Module,
@@ -74,7 +89,7 @@ def segment_volumes(
 
     Per volume ``<name>``, in ``output_dir``: ``affinities/<name><affinity_ext>`` (3, Z, Y, X) float32, predicted block
     by block (:func:`~emdiff_components.engines.predict_volume_file`: memory bounded, the input's voxel size kept);
-    ``<method>/<name><label_ext>`` uint32 instance labels (the input's shape; the voxel size of the entry's
+    ``<method>/<name><label_ext>`` instance labels (uint16, or uint32 beyond 65535 ids) (the input's shape; the voxel size of the entry's
     ``"voxel_size"`` or, without it, of the image file) for each agglomeration
     method; ``<method>/figure.png`` (middle section: EM, truth, segmentation in random colours) and, with labels,
     ``<method>/instance_metrics.json`` + ``.csv`` (VI split / merge, ARAND per volume and their mean).
@@ -103,7 +118,8 @@ def segment_volumes(
         the scores (when labels were given)}``.
 
     Raises:
-        ValueError: an unknown method (before any prediction), an empty datalist.
+        ValueError: an unknown method, an empty datalist, or a network that does not predict 3 affinity channels (all
+            before any volume is read).
     """
     known = ("waterz", "multicut", "mutex")
     unknown = [m for m in methods if m not in known]
@@ -114,6 +130,7 @@ def segment_volumes(
     method_kwargs = dict(method_kwargs or {})
     root = os.fspath(output_dir)
     predictor = IntensityScaledPredictor(network.eval(), intensity_range)
+    _check_channels(predictor, block_shape, context, methods, device)
     reports = {m: InstanceSegmentationReport() for m in methods}
     figures: dict[str, list] = {m: [] for m in methods}
     rows = []
@@ -146,10 +163,12 @@ def segment_volumes(
             row[method] = os.path.join(root, method, name + label_ext)
             if labels.max() > np.iinfo(np.uint32).max:
                 raise ValueError(f"segment_volumes: {name} has more than 2**32 segments; write it as .h5 or .zarr.")
+            # uint16 where the ids fit: an ImageJ TIFF keeps the voxel size for uint8 / uint16 / float32 only
+            dtype = np.uint16 if labels.max() <= np.iinfo(np.uint16).max else np.uint32
             with create_volume(
-                row[method], labels.shape, np.uint32, like=entry["image"], voxel_size=entry.get("voxel_size")
+                row[method], labels.shape, dtype, like=entry["image"], voxel_size=entry.get("voxel_size")
             ) as out:
-                out[...] = labels.astype(np.uint32)
+                out[...] = labels.astype(dtype)
             if truth is not None:
                 reports[method].add(name, labels, truth)
             figures[method].append(_middle_panels(image, truth, labels))
