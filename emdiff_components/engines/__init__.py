@@ -9,7 +9,7 @@ from .figures import instances_to_rgb, label_to_rgb, save_panel_figure
 from .handlers import SegmentationFigure, SegmentationWriter
 from .remodel import remodel_volumes
 from .run_logging import log_to_file
-from .segment import IntensityScaledPredictor, segment_volumes
+from .segment import IntensityScaledPredictor, fid_metrics, segment_volumes
 from .training import DiffusionTrainingStep
 
 __all__ = [
@@ -34,4 +34,5 @@ __all__ = [
     "predict_volume_file",
     "IntensityScaledPredictor",
     "segment_volumes",
+    "fid_metrics",
 ]

@@ -18,12 +18,14 @@ import torch
 
 from ..data import read_image
 from ..data.arrays import create_volume, open_volume
+from ..metrics.fid3d import FID3D
 from ..metrics.instance import InstanceSegmentationReport
 from ..postprocessing import segment_affinities
 from .blockwise import predict_volume_file
+from .checkpoints import load_network_weights
 from .figures import save_panel_figure
 
-__all__ = ["IntensityScaledPredictor", "segment_volumes"]
+__all__ = ["IntensityScaledPredictor", "segment_volumes", "fid_metrics"]
 
 logger = logging.getLogger(__name__)
 
@@ -185,3 +187,35 @@ def segment_volumes(
             reports[method].write(os.path.join(root, method))
             summary[method] = reports[method].summary()
     return summary
+
+
+def fid_metrics(
+    network: torch.nn.Module,
+    ckpt_path: str | os.PathLike,
+    patch_size: Sequence[int] = (16, 160, 160),
+    layer: str = "center",
+    output_transform: Any = None,
+) -> dict[str, FID3D]:
+    """``{"fid_3d": FID3D}`` for an evaluator's ``additional_metrics``, or ``{}`` (one log line) without a checkpoint.
+
+    NeuroDiff's 3D-FID needs a segmentation network trained on the data (segment_train.json); the generator's evaluate
+    config asks for it here, so that evaluating a generator before any segmentation network exists still gives MAE.
+
+    Args:
+        network: the segmentation network (its structure); the weights come from ``ckpt_path``.
+        ckpt_path: ``models/segmentation/model.pt`` of segment_train.json.
+        patch_size: feature crop (:class:`~emdiff_components.metrics.FID3D`); default the training crop.
+        layer: pooled layer; default ``"center"``, the deepest level of :class:`~emdiff_components.networks.
+            SuperhumanUNet`.
+        output_transform: engine output -> ``(synthesized, real)``; default ``from_engine(["pred", "label"])``.
+    """
+    if not os.path.isfile(ckpt_path):
+        logger.info("3D-FID skipped: no segmentation network at %s (train one with segment_train.json)", ckpt_path)
+        return {}
+    if output_transform is None:
+        from monai.handlers import from_engine
+
+        output_transform = from_engine(["pred", "label"])
+    network = load_network_weights(network, ckpt_path)
+    device = next(network.parameters()).device
+    return {"fid_3d": FID3D(network, layer, patch_size, output_transform=output_transform, device=device)}

@@ -106,6 +106,9 @@ class FID3D(Metric):
         layer: module name pooled for features.
         input_range: (low, high) of the evaluator's volumes, rescaled to [0, 1]; default (-1, 1).
         output_transform: engine output -> ``(pred, real)``, each ``(B, 1, Z, Y, X)`` or a list of such.
+        divisible_by: the network's input divisibility (z, y, x); a volume smaller than ``patch_size`` along an axis
+            is cropped whole along it, rounded down to this; default (1, 16, 16) (:class:`SuperhumanUNet`).
+        device: where ignite keeps the metric's state; default CPU.
     """
 
     def __init__(
@@ -115,6 +118,7 @@ class FID3D(Metric):
         patch_size: Sequence[int] = (16, 160, 160),
         input_range: Sequence[float] = (-1.0, 1.0),
         output_transform: Callable = lambda x: x,
+        divisible_by: Sequence[int] = (1, 16, 16),
         device: str | torch.device = "cpu",
     ) -> None:
         low, high = (float(v) for v in input_range)
@@ -122,13 +126,20 @@ class FID3D(Metric):
             raise ValueError(f"FID3D: input_range must be (low, high) with high > low, got {input_range!r}.")
         self.network = network.eval()
         self.layer, self.patch_size, self.low, self.high = layer, tuple(patch_size), low, high
+        self.divisible_by = tuple(divisible_by)
         super().__init__(output_transform=output_transform, device=device)
 
     def _features(self, volumes) -> list[torch.Tensor]:
         batch = volumes if isinstance(volumes, (list, tuple)) else list(volumes)
         rescale = lambda x: (x - self.low) / (self.high - self.low)
-        return [volume_features(self.network, torch.as_tensor(v).detach().cpu(), self.patch_size, self.layer, rescale)
-                for v in batch]
+        features = []
+        for volume in batch:
+            volume = torch.as_tensor(volume).detach().cpu()
+            crop = [min(p, s - s % d) for p, s, d in zip(self.patch_size, volume.shape[-3:], self.divisible_by)]
+            if min(crop) < 1:
+                raise ValueError(f"FID3D: volume {tuple(volume.shape[-3:])} is too small for a network input.")
+            features.append(volume_features(self.network, volume, crop, self.layer, rescale))
+        return features
 
     def reset(self) -> None:
         self._real: list[torch.Tensor] = []
