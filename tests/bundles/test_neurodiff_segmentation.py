@@ -8,15 +8,21 @@ import tempfile
 import unittest
 from pathlib import Path
 
+import bundle_testing
 import numpy as np
 import tifffile
 import torch
+from bundle_testing import REPO, find_cause, shared_data_or_skip
 from monai.bundle import ConfigParser
 
-import bundle_testing
-from bundle_testing import REPO, find_cause, shared_data_or_skip
-from emdiff_components.data import DatasetError, open_volume, read_image, read_voxel_size, write_volume_case
-from emdiff_components.data import write_volume_dataset_json
+from emdiff_components.data import (
+    DatasetError,
+    open_volume,
+    read_image,
+    read_voxel_size,
+    write_volume_case,
+    write_volume_dataset_json,
+)
 from emdiff_components.metrics import instance_scores
 from emdiff_components.networks import SuperhumanUNet
 
