@@ -21,3 +21,7 @@ __all__ = [
     "InstanceSegmentationReport",
     "instance_scores",
 ]
+
+from .cells import CellSegmentationReport, cell_scores
+
+__all__ += ["CellSegmentationReport", "cell_scores"]
