@@ -35,3 +35,6 @@ __all__ = [
     "tile_size",
     "tiled_prediction",
 ]
+from .slice_noise import SliceConsistentNoise, slice_consistent_noise
+
+__all__ += ["SliceConsistentNoise", "slice_consistent_noise"]

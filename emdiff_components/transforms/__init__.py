@@ -24,3 +24,7 @@ from .augment import *  # noqa: F401,F403
 from .augment import __all__ as _augment_all
 
 __all__ += [*_augment_all]
+from .cells import *  # noqa: F401,F403
+from .cells import __all__ as _cells_all
+
+__all__ += [*_cells_all]
