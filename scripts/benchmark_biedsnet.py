@@ -23,8 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import resource
-import subprocess
 import sys
 import tempfile
 import time
@@ -43,6 +41,9 @@ from emdiff_components.losses import JointSegmentationLoss
 from emdiff_components.metrics import confusion_counts, scores_from_counts
 from emdiff_components.networks import BIEDSNet
 from emdiff_components.transforms import FuseEnsemble
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the scripts folder: benchmark_common
+from benchmark_common import peak_rss_gb, run_json_child  # noqa: E402
 
 logger = logging.getLogger("benchmark_biedsnet")
 
@@ -70,9 +71,6 @@ BUDGET_EMA = {"ema_decay": 0.999, "ema_warmup_iters": 200}
 # MedSegDiff's ISIC network measured on this kind of machine (issue 3): seconds per forward at 256 x 256
 MEDSEGDIFF_FORWARD_S = 3.3
 
-
-def peak_gb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
 
 
 # ------------------------------------------------------------------------------------------------------------ speed
@@ -106,7 +104,7 @@ def speed(repeats: int = 3) -> dict:
     return {
         "parameters_m": sum(p.numel() for p in net.parameters()) / 1e6,
         "train_step_s_256_batch8": float(np.median(steps[1:])),
-        "peak_rss_gb": peak_gb(),
+        "peak_rss_gb": peak_rss_gb(),
         "forward_s_256": forward,
         "sampling_s_per_image_256": per_image,
         "medsegdiff_forward_s_256": MEDSEGDIFF_FORWARD_S,
@@ -268,9 +266,7 @@ def main(argv: list[str] | None = None) -> dict:
     out = Path(args.out)
     results = json.loads(out.read_text()) if out.is_file() else {}
     if args.part in ("all", "speed"):
-        child = subprocess.run([sys.executable, __file__, "--speed-child", "--threads", str(args.threads)],
-                               capture_output=True, text=True, check=True)
-        results["speed"] = json.loads(child.stdout.strip().splitlines()[-1])
+        results["speed"] = run_json_child([__file__, "--speed-child", "--threads", str(args.threads)], what="speed")
     if args.part in ("all", "training", "samplers", "ablation"):
         sys.path.insert(0, str(REPO / "scripts"))
         from convert_shared_data import convert

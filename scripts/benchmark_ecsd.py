@@ -17,8 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import resource
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -32,11 +30,11 @@ from emdiff_components.losses import BoundaryAwareMSELoss
 from emdiff_components.networks import ECSDUNet
 from emdiff_components.transforms import BoundaryDistanceWeight
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the scripts folder: benchmark_common
+from benchmark_common import peak_rss_gb, run_json_child  # noqa: E402
+
 logger = logging.getLogger("benchmark_ecsd")
 
-
-def peak_gb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
 
 
 def make_batch(size: int, batch: int, seed: int = 0):
@@ -72,7 +70,7 @@ def train_step(size: int, batch: int, channels: int, repeats: int) -> dict:
     return {
         "size": size, "batch": batch, "channels": channels, "step_s": step,
         "boundary_weight_s": float(np.median(weight_times[1:])),
-        "boundary_share": float(np.median(weight_times[1:])) / step, "peak_gb": peak_gb(),
+        "boundary_share": float(np.median(weight_times[1:])) / step, "peak_gb": peak_rss_gb(),
     }
 
 
@@ -103,7 +101,7 @@ def sampling(size: int, channels: int, sampler: str, steps: int | None, roi: int
     return {
         "size": size, "channels": channels, "sampler": sampler, "steps": inferer.scheduler.num_inference_steps,
         "roi": roi, "seconds": total, "network_s": timed.seconds, "network_calls": timed.calls,
-        "overhead_share": (total - timed.seconds) / total, "peak_gb": peak_gb(),
+        "overhead_share": (total - timed.seconds) / total, "peak_gb": peak_rss_gb(),
     }
 
 
@@ -112,10 +110,7 @@ def in_subprocess(kind: str, threads: int, **kwargs) -> dict:
         "import json, sys, torch; sys.path.insert(0, %r); torch.set_num_threads(%d); import benchmark_ecsd as b; "
         "print(json.dumps(b.%s(**%r)))" % (str(Path(__file__).parent), threads, kind, kwargs)
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        raise RuntimeError(f"{kind}({kwargs}) failed:\n{result.stderr[-3000:]}")
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    return run_json_child(["-c", code], what=f"{kind}({kwargs})")
 
 
 def main() -> None:

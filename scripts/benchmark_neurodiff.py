@@ -31,9 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import resource
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -41,6 +39,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the scripts folder: benchmark_common
+from benchmark_common import peak_rss_gb, run_json_child  # noqa: E402
 
 logger = logging.getLogger("benchmark_neurodiff")
 
@@ -55,9 +56,6 @@ QUALITY_SETTINGS = [("ddpm", None), ("ddim", 50), ("ddim", 10)]
 # tiles: the CPU default tile edge (sampling_tile_size's cpu_max_size) against the paper's training patch
 TILES_VOLUME, TILES_SIZES, TILES_SETTING = (8, 512, 512), (256, 512), ("ddim", 10)
 
-
-def peak_gb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
 
 
 def _network(use_rgm: bool = True):
@@ -97,7 +95,7 @@ def network_speed(shape: tuple[int, int, int], repeats: int = 2) -> dict:
         result[f"train_step_s{key}"] = float(np.median(steps[1:]))
         if use_rgm:
             result["parameters_m"] = sum(p.numel() for p in net.parameters()) / 1e6
-            result["peak_rss_gb"] = peak_gb()  # the full network's step comes first, so this is its peak
+            result["peak_rss_gb"] = peak_rss_gb()  # the full network's step comes first, so this is its peak
     result["rgm_share_of_step"] = 1 - result["train_step_s_without_rgm"] / result["train_step_s"]
     return result
 
@@ -121,7 +119,7 @@ def synthesis_step(shape=(16, 512, 512), roi=(8, 512, 512)) -> dict:
         eps = tiled_prediction(net, sample, condition, 249, roi, sw_batch_size=1, overlap=0.25, stride=net.stride)
         scheduler.step(eps, 249, sample)
     seconds = time.perf_counter() - start
-    return {"volume": list(shape), "tile": list(roi), "step_s": seconds, "peak_rss_gb": peak_gb(),
+    return {"volume": list(shape), "tile": list(roi), "step_s": seconds, "peak_rss_gb": peak_rss_gb(),
             "ddpm_250_hours": seconds * 250 / 3600,
             "ddim_hours": {str(n): seconds * n / 3600 for n in (100, 50, 25, 10)}}
 
@@ -250,7 +248,7 @@ def tile_row(common: dict, data: str, out: str, tile: list[int], seam_tile: int,
 
     row, pred, _, overlap = evaluate(common, data, out, sampler, steps, tile)
     seams = {f"seam_{name}": seam_score(pred, seam_tile, overlap, axis) for name, axis in (("y", -2), ("x", -1))}
-    return {"tile": list(tile), **row, **seams, "peak_rss_gb": peak_gb()}
+    return {"tile": list(tile), **row, **seams, "peak_rss_gb": peak_rss_gb()}
 
 
 def tiles(model: dict, work: Path, threads: int, volume=TILES_VOLUME, sizes=TILES_SIZES, setting=TILES_SETTING,
@@ -295,11 +293,7 @@ def tiles(model: dict, work: Path, threads: int, volume=TILES_VOLUME, sizes=TILE
 
 def run_child(name: str, threads: int) -> dict:
     """This script with ``--child name`` in a fresh process; its last stdout line parsed as JSON."""
-    done = subprocess.run([sys.executable, __file__, "--child", name, "--threads", str(threads)],
-                          check=False, capture_output=True, text=True)
-    if done.returncode:
-        raise RuntimeError(f"child {name} failed:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return run_json_child([__file__, "--child", name, "--threads", str(threads)], what=f"child {name}")
 
 
 def print_tables(results: dict) -> None:

@@ -33,8 +33,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import resource
-import subprocess
 import sys
 import tempfile
 import time
@@ -42,6 +40,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the scripts folder: benchmark_common
+from benchmark_common import peak_rss_gb, run_json_child  # noqa: E402
 
 logger = logging.getLogger("benchmark_neurodiff_segmentation")
 
@@ -54,9 +55,6 @@ FID_VOLUME = (8, 128, 128)  # the held-back volume cropped so that 250 DDPM step
 FID_PATCH = (8, 32, 32)  # feature crops: 4 x 4 of them per volume
 BLOCKWISE_VOLUME = (64, 512, 512)
 
-
-def peak_gb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
 
 
 def _load(name: str):
@@ -267,7 +265,7 @@ def blockwise(shared: Path, block: list[int], context: list[int]) -> dict:
             divisible_by=(1, 16, 16),
         )
         predict_seconds = time.perf_counter() - start
-        predict_peak = peak_gb()
+        predict_peak = peak_rss_gb()
         from emdiff_components.data import open_volume
 
         with open_volume(Path(tmp) / "affs.h5") as affs:
@@ -283,7 +281,7 @@ def blockwise(shared: Path, block: list[int], context: list[int]) -> dict:
         "predict_peak_rss_gb": predict_peak,
         "waterz_seconds": waterz_seconds,
         "segments": int(labels.max()),
-        "peak_rss_gb": peak_gb(),
+        "peak_rss_gb": peak_rss_gb(),
         "threads": torch.get_num_threads(),
     }
 
@@ -354,7 +352,6 @@ def main(argv: list[str] | None = None) -> dict:
     results = json.loads(out.read_text()) if out.is_file() else {}
     if args.part in ("all", "blockwise"):
         cmd = [
-            sys.executable,
             __file__,
             "--child",
             "--threads",
@@ -366,10 +363,7 @@ def main(argv: list[str] | None = None) -> dict:
             "--context",
             *map(str, args.context),
         ]
-        done = subprocess.run(cmd, check=False, capture_output=True, text=True)
-        if done.returncode:
-            raise RuntimeError(f"blockwise child failed:\n{done.stderr[-3000:]}")
-        results["blockwise"] = json.loads(done.stdout.strip().splitlines()[-1])
+        results["blockwise"] = run_json_child(cmd, what="blockwise")
     if args.part in ("all", "table1"):
         with tempfile.TemporaryDirectory() as tmp:
             work = Path(args.work or tmp)

@@ -47,9 +47,7 @@ import importlib
 import importlib.util
 import json
 import logging
-import resource
 import statistics
-import subprocess
 import sys
 import time
 import types
@@ -59,6 +57,9 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 import torch.utils.flop_counter
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the scripts folder: benchmark_common
+from benchmark_common import peak_rss_gb, run_json_child  # noqa: E402
 
 logger = logging.getLogger("benchmark_side_by_side")
 
@@ -217,7 +218,7 @@ def job_time(config: dict, impl: str) -> dict:
     start = time.perf_counter()
     step()
     seconds = time.perf_counter() - start
-    return {"seconds": seconds, "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2}
+    return {"seconds": seconds, "peak_rss_gb": peak_rss_gb()}
 
 
 def _mkldnn_conv_flop(x_shape, w_shape, *args, out_shape=None, **kwargs) -> int:
@@ -302,13 +303,8 @@ JOBS = {"time": job_time, "flops": job_flops, "check": job_check, "machine": job
 
 def run_job(job: dict, threads: int) -> dict:
     """Run ``JOBS[job["kind"]](**job["args"])`` in a fresh Python process with ``threads`` torch threads."""
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", json.dumps(job), "--threads", str(threads)]
-    result = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    if result.returncode != 0:  # negative: killed by that signal (-9: most likely out of memory)
-        raise RuntimeError(
-            f"{job['kind']} job {job['args']} failed (exit code {result.returncode}):\n{result.stderr[-3000:]}"
-        )
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    cmd = [str(Path(__file__).resolve()), "--worker", json.dumps(job), "--threads", str(threads)]
+    return run_json_child(cmd, what=f"{job['kind']} job {job['args']}")
 
 
 # ------------------------------------------------------------------------------------------------- the plan

@@ -20,9 +20,12 @@ import argparse
 import json
 import logging
 import os
-import subprocess
 import sys
 import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the scripts folder: benchmark_common
+from benchmark_common import peak_rss_gb, run_json_child  # noqa: E402
 
 __all__ = ["main"]
 
@@ -33,7 +36,6 @@ TUNED_MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": str(2**31), "MALLOC_TRIM_THRESHOLD
 
 def _worker(spec: dict) -> dict:
     """Run one measurement in this process and return its numbers."""
-    import resource
 
     import torch
 
@@ -50,7 +52,7 @@ def _worker(spec: dict) -> dict:
     image = torch.rand(batch, 1, size, size, generator=generator) * 2 - 1
     target = (torch.rand(batch, 1, size, size, generator=generator) > 0.5).float() * 2 - 1
     timesteps = torch.randint(0, 50, (batch,), generator=generator)
-    base_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
+    base_gb = peak_rss_gb()
     times = []
     if spec["mode"] == "forward":
         net.eval()
@@ -72,18 +74,13 @@ def _worker(spec: dict) -> dict:
             optimizer.zero_grad(set_to_none=True)
             times.append(time.perf_counter() - start)
         seconds = times[-1]
-    peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6  # Linux reports KiB
+    peak_gb = peak_rss_gb()
     return {**spec, "seconds": seconds, "all_seconds": times, "peak_gb": peak_gb, "base_gb": base_gb, "params": params}
 
 
 def _run(spec: dict, tuned: bool) -> dict:
     env = dict(os.environ, **(TUNED_MALLOC_ENV if tuned else {}))
-    proc = subprocess.run(
-        [sys.executable, __file__, "--worker", json.dumps(spec)], env=env, capture_output=True, text=True, check=False
-    )
-    if proc.returncode != 0:
-        raise RuntimeError(f"profile_ecsd_network: worker {spec} failed:\n{proc.stderr[-4000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return run_json_child([__file__, "--worker", json.dumps(spec)], env=env, what=f"profile_ecsd_network worker {spec}")
 
 
 def main(argv: list[str] | None = None) -> None:

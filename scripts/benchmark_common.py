@@ -1,0 +1,33 @@
+"""What every benchmark script shares: the process's peak memory, and one measurement in a fresh process.
+
+A peak resident set size belongs to one process, so each memory figure comes from a process started for that
+measurement alone; its last stdout line is the JSON result.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+
+__all__ = ["peak_rss_gb", "run_json_child"]
+
+
+def peak_rss_gb() -> float:
+    """Peak resident set size of this process so far, in GiB (Linux reports ``ru_maxrss`` in KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
+
+
+def run_json_child(args: Sequence[str], env: Mapping[str, str] | None = None, what: str = "child") -> dict:
+    """Run ``python <args>`` in a fresh process and parse its last stdout line as JSON.
+
+    Raises:
+        RuntimeError: a non-zero exit, with the end of the child's stderr.
+    """
+    done = subprocess.run([sys.executable, *args], capture_output=True, text=True, check=False, env=env)
+    if done.returncode:
+        # "(exit code N)": negative N is the signal that killed it (-9: most likely out of memory)
+        raise RuntimeError(f"{what} failed (exit code {done.returncode}):\n{done.stderr[-4000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
