@@ -65,3 +65,7 @@ __all__ = [
     "open_volume",
     "create_volume",
 ]
+
+from .ctc import ctc_datalist, extract_single_cells, write_ctc_sequence, write_single_cells
+
+__all__ += ["ctc_datalist", "extract_single_cells", "write_ctc_sequence", "write_single_cells"]
