@@ -38,3 +38,7 @@ __all__ = [
 from .slice_noise import SliceConsistentNoise, slice_consistent_noise
 
 __all__ += ["SliceConsistentNoise", "slice_consistent_noise"]
+from .mask_sampler import mask_scheduler, sample_masks
+from .texture_inferer import ControlNetDenoiser, MaskConditionedTextureInferer, texture_scheduler
+
+__all__ += ["ControlNetDenoiser", "MaskConditionedTextureInferer", "mask_scheduler", "sample_masks", "texture_scheduler"]
