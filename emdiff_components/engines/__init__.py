@@ -36,3 +36,7 @@ __all__ = [
     "segment_volumes",
     "fid_metrics",
 ]
+
+from .population import compose_population
+
+__all__ += ["compose_population"]
