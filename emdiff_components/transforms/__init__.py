@@ -28,3 +28,7 @@ from .cells import *  # noqa: F401,F403
 from .cells import __all__ as _cells_all
 
 __all__ += [*_cells_all]
+from .mesh import *  # noqa: F401,F403
+from .mesh import __all__ as _mesh_all
+
+__all__ += [*_mesh_all]
