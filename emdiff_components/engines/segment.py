@@ -48,9 +48,9 @@ class IntensityScaledPredictor(torch.nn.Module):
         return self.network(((x - self.low) / (self.high - self.low)).clamp(0.0, 1.0))
 
 
-def _middle_panels(image: np.ndarray, truth: np.ndarray | None, segmentation: np.ndarray) -> tuple[list, list, list]:
-    z = image.shape[0] // 2
-    panels, titles, kinds = [image[z]], ["EM"], ["image"]
+def _middle_panels(em_section: np.ndarray, truth: np.ndarray | None, segmentation: np.ndarray) -> tuple[list, list, list]:
+    z = segmentation.shape[0] // 2
+    panels, titles, kinds = [em_section], ["EM"], ["image"]
     if truth is not None:
         panels, titles, kinds = panels + [truth[z]], titles + ["truth"], kinds + ["instances"]
     return panels + [segmentation[z]], titles + ["segmentation"], kinds + ["instances"]
@@ -154,7 +154,8 @@ def segment_volumes(
         row["seconds_affinities"] = time.perf_counter() - start
         with open_volume(row["affinities"]) as stored:
             affinities = np.asarray(stored[...], dtype=np.float32)
-        image = read_image(entry["image"])
+        with open_volume(entry["image"], ndim=3) as source:  # only the figure's section, not the whole volume
+            em_section = np.asarray(source[affinities.shape[1] // 2])
         truth = read_image(entry["label"]) if entry.get("label") else None
         for method in methods:
             start = time.perf_counter()
@@ -173,7 +174,7 @@ def segment_volumes(
                 out[...] = labels.astype(dtype)
             if truth is not None:
                 reports[method].add(name, labels, truth)
-            figures[method].append(_middle_panels(image, truth, labels))
+            figures[method].append(_middle_panels(em_section, truth, labels))
             count = len(np.unique(labels[labels > 0]))
             logger.info("%s: %d segments with %s in %.1f s", name, count, method, row[f"seconds_{method}"])
         rows.append(row)
