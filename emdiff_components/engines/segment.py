@@ -25,7 +25,7 @@ from .blockwise import predict_volume_file
 from .checkpoints import load_network_weights
 from .figures import save_panel_figure
 
-__all__ = ["IntensityScaledPredictor", "segment_volumes", "fid_metrics"]
+__all__ = ["IntensityScaledPredictor", "fid_metrics", "segment_volumes"]
 
 logger = logging.getLogger(__name__)
 
