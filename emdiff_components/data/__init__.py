@@ -69,3 +69,6 @@ __all__ = [
 from .ctc import ctc_datalist, extract_single_cells, write_ctc_sequence, write_single_cells
 
 __all__ += ["ctc_datalist", "extract_single_cells", "write_ctc_sequence", "write_single_cells"]
+from .demo_cells import make_demo_cells
+
+__all__ += ["make_demo_cells"]
