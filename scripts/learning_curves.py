@@ -492,13 +492,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 def merge(paths: Sequence[str | Path], out: str | Path) -> dict[str, Any]:
     """Join the results of several runs into one (their rows and trainings; settings listed per run); writes ``out``.
 
-    A (model, sampler, data set, mark) scored by two runs is an error: the merged table would hide one of them."""
+    An input may itself be a merged result (its runs' settings are carried over), so a longer run can be added to an
+    earlier table. A training of the same model and data set in two runs is kept twice, the later one under
+    ``"<name> (<file stem>)"``. A (model, sampler, data set, mark) scored by two runs is an error: the merged table
+    would hide one of them."""
     result: dict[str, Any] = {"settings": [], "training": {}, "rows": []}
     seen: dict[tuple, str] = {}
     for path in paths:
         part = json.loads(Path(path).read_text())
-        result["settings"].append({"file": str(path), **part["settings"]})
-        result["training"].update(part["training"])
+        merged_before = isinstance(part["settings"], list)
+        result["settings"] += part["settings"] if merged_before else [{"file": str(path), **part["settings"]}]
+        for name, trained in part["training"].items():
+            result["training"][name if name not in result["training"] else f"{name} ({Path(path).stem})"] = trained
         for row in part["rows"]:
             key = (row["model"], row.get("sampler"), row["dataset"], row["mark_cpu_min"])
             if key in seen:

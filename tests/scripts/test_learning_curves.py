@@ -130,6 +130,17 @@ class TestMerge(unittest.TestCase):
             self.assertIn("threads 2", caption)
             self.assertIn("threads 1", caption)  # each run's settings are stated
 
+    def test_a_merged_table_takes_a_longer_run(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            a, b, c = (Path(tmp) / f"{n}.json" for n in "abc")
+            a.write_text(json.dumps(_run(self.settings, [("ecsd", "reference", "isbi", 3.0, 0.4)])))
+            b.write_text(json.dumps(_run({**self.settings, "marks": [30.0]}, [("ecsd", "reference", "isbi", 30.0, 0.6)])))
+            learning_curves.merge([a], c)
+            merged = learning_curves.merge([c, b], Path(tmp) / "m.json")
+            self.assertEqual([s["file"] for s in merged["settings"]], [str(a), str(b)])
+            self.assertEqual(sorted(merged["training"]), ["ecsd_isbi", "ecsd_isbi (b)"])
+            self.assertEqual([(r["mark_cpu_min"], r["dice"]) for r in merged["rows"]], [(3.0, 0.4), (30.0, 0.6)])
+
     def test_the_same_row_in_two_runs_is_an_error(self):
         with tempfile.TemporaryDirectory() as tmp:
             a = Path(tmp) / "a.json"
