@@ -40,3 +40,24 @@ __all__ = [
 from .population import compose_population
 
 __all__ += ["compose_population"]
+from .cascade import (
+    compose_populations,
+    lift_cell_masks,
+    load_mesh_stacks,
+    population_figure,
+    sample_cell_masks,
+    single_cell_datalist,
+    texture_cells,
+    write_populations,
+)
+
+__all__ += [
+    "compose_populations",
+    "lift_cell_masks",
+    "load_mesh_stacks",
+    "population_figure",
+    "sample_cell_masks",
+    "single_cell_datalist",
+    "texture_cells",
+    "write_populations",
+]
