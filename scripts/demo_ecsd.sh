@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 bundle=bundles/ecsd
 demo=(--bundle_root "$bundle" --patch_size "[96,96]" --channels "[32, 64, 128, 256]" --filter_size "[96, 96]" --num_inference_steps 10)
 python -m monai.bundle run training --config_file "$bundle/configs/train.json" "${demo[@]}" \
-    --epochs 60 --batch_size 2 --learning_rate 0.0004 --val_interval 30 --use_checkpointing false
+    --epochs 60 --batch_size 2 --learning_rate 0.0004 --val_interval 30 --use_checkpointing False
 python -m monai.bundle run --config_file "$bundle/configs/inference.json" "${demo[@]}"
 python -m monai.bundle run --config_file "['$bundle/configs/inference.json','$bundle/configs/evaluate.json']" "${demo[@]}"
 echo
