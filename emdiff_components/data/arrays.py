@@ -25,7 +25,7 @@ import numpy as np
 from monai.utils import optional_import
 
 from ..utils import atomic_write
-from .readers import _H5_EXTENSIONS, ImageReadError, _split_path, _tiff_read, _tiff_voxel_size
+from .readers import _H5_EXTENSIONS, ImageReadError, _split_path, _tiff_read, _tiff_voxel_size, attrs_voxel_size
 
 __all__ = ["LazyVolume", "create_volume", "open_volume"]
 
@@ -63,14 +63,6 @@ def _split_volume_path(path: str | os.PathLike, func: str) -> tuple[str, str | N
             f"{', '.join(_volume_extensions())} (zarr, HDF5 and TIFF need their library installed)."
         )
     return file, key, ext
-
-
-def _attrs_voxel_size(attrs: Any) -> tuple[float, ...] | None:
-    # the attribute order of readers._h5_voxel_size: "voxel_size", "resolution" (nm, ZYX), "element_size_um" (um)
-    for attr, scale in (("voxel_size", 1.0), ("resolution", 1.0), ("element_size_um", 1e3)):
-        if attr in attrs:
-            return tuple(float(v) * scale for v in np.atleast_1d(attrs[attr]))
-    return None
 
 
 def _check_voxel_size(size: Sequence[float] | None, where: str) -> tuple[float, ...] | None:
@@ -201,7 +193,7 @@ def _open_h5(file: str, key: str | None, mode: str, stack: contextlib.ExitStack)
     if key is not None and not (key in handle and isinstance(handle[key], h5py.Dataset)):
         raise ImageReadError(f"open_volume: {file!r} has no dataset {key!r}; available datasets: {names}.")
     dataset = handle[key if key is not None else names[0]]
-    return dataset, _attrs_voxel_size(dataset.attrs)
+    return dataset, attrs_voxel_size(dataset.attrs)
 
 
 def _zarr_names(group: Any) -> list[str]:
@@ -213,14 +205,14 @@ def _open_zarr(file: str, key: str | None, mode: str) -> tuple[Any, Any]:
     if isinstance(node, zarr.Array):
         if key is not None:
             raise ImageReadError(f"open_volume: {file!r} is a single zarr array; it has no {key!r} inside.")
-        return node, _attrs_voxel_size(node.attrs)
+        return node, attrs_voxel_size(node.attrs)
     names = _zarr_names(node)
     if key is None and not names:
         raise ImageReadError(f"open_volume: zarr group {file!r} holds no array.")
     if key is not None and key not in names:
         raise ImageReadError(f"open_volume: {file!r} has no zarr array {key!r}; available arrays: {names}.")
     array = node[key if key is not None else names[0]]
-    return array, _attrs_voxel_size(array.attrs)
+    return array, attrs_voxel_size(array.attrs)
 
 
 def open_volume(path: str | os.PathLike, mode: str = "r", ndim: int | None = None) -> LazyVolume:

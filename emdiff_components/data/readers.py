@@ -209,14 +209,18 @@ def _h5_write(path: str, array: np.ndarray, key: str | None) -> None:
         handle.create_dataset(key, data=array, compression="gzip")
 
 
+def attrs_voxel_size(attrs) -> tuple[float, ...] | None:
+    """Voxel size (nm, ZYX) from HDF5 / zarr attributes: ``voxel_size`` or ``resolution`` (CREMI; nm, ZYX), else
+    ``element_size_um`` (Fiji HDF5 plugin; um); None without any."""
+    for attr, scale in (("voxel_size", 1.0), ("resolution", 1.0), ("element_size_um", 1e3)):
+        if attr in attrs:
+            return tuple(float(v) * scale for v in np.atleast_1d(attrs[attr]))
+    return None
+
+
 def _h5_voxel_size(path: str, key: str | None) -> tuple[float, ...] | None:
     with h5py.File(path, "r") as handle:
-        dataset = _h5_dataset(handle, key, path)
-        # "resolution" (CREMI, nm) and "voxel_size" (nm) are ZYX; "element_size_um" (Fiji HDF5 plugin) is in um
-        for attr, scale in (("voxel_size", 1.0), ("resolution", 1.0), ("element_size_um", 1e3)):
-            if attr in dataset.attrs:
-                return tuple(float(v) * scale for v in np.atleast_1d(dataset.attrs[attr]))
-    return None
+        return attrs_voxel_size(_h5_dataset(handle, key, path).attrs)
 
 
 # ------------------------------------------------------------------------------------------------------- NPY

@@ -29,7 +29,7 @@ import torch
 from scipy.sparse import coo_matrix
 
 from ..utils import atomic_write
-from .instance import _csv_cell
+from .segmentation import _csv_cell
 
 __all__ = ["CellSegmentationReport", "cell_scores"]
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import csv
 import json
 import logging
-import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,6 +22,7 @@ import torch
 from skimage.metrics import adapted_rand_error, variation_of_information
 
 from ..utils import atomic_write
+from .segmentation import _csv_cell
 
 __all__ = ["InstanceSegmentationReport", "instance_scores"]
 
@@ -87,10 +87,6 @@ def instance_scores(
     arand = adapted_rand_error(t, p, ignore_labels=ignore)[0]
     split, merge = max(float(split), 0.0), max(float(merge), 0.0)  # -0.0 / tiny negatives from float round-off
     return {"vi_split": split, "vi_merge": merge, "vi": split + merge, "arand": float(arand)}
-
-
-def _csv_cell(value: Any) -> Any:
-    return "" if value is None or (isinstance(value, float) and math.isnan(value)) else value
 
 
 class InstanceSegmentationReport:
