@@ -5,6 +5,7 @@ from __future__ import annotations
 from .arrays import LazyVolume, create_volume, open_volume
 from .demo import make_demo_dataset, make_demo_volumes
 from .download import add_archive_arguments, download_file, fetch_archive, sha256sum
+from .itk_io import is_dicom_series
 from .layout import (
     CHANNEL_SUFFIX,
     DatasetError,
@@ -18,7 +19,7 @@ from .layout import (
     write_layout,
 )
 from .mixing import labelled_sections, mixing_weights, neuron_training_datalist
-from .readers import ImageReadError, read_image, read_voxel_size, supported_extensions, write_image
+from .readers import ImageReadError, output_extension, read_image, read_voxel_size, supported_extensions, write_image
 from .splits import holdout_split
 from .volumes import (
     condition_datalist,
@@ -30,40 +31,42 @@ from .volumes import (
 )
 
 __all__ = [
-    "make_demo_dataset",
-    "make_demo_volumes",
-    "DatasetError",
     "CHANNEL_SUFFIX",
-    "strip_extension",
-    "list_images",
-    "match_cases",
+    "DatasetError",
+    "ImageReadError",
+    "LazyVolume",
     "add_archive_arguments",
+    "condition_datalist",
+    "create_volume",
     "download_file",
     "fetch_archive",
-    "segmentation_datalist",
-    "labelled_datalist",
-    "sha256sum",
-    "single_file_datalist",
-    "write_dataset_json",
-    "write_layout",
-    "ImageReadError",
-    "read_image",
-    "read_voxel_size",
-    "supported_extensions",
-    "write_image",
     "holdout_split",
-    "volume_datalist",
-    "write_volume_case",
-    "write_volume_dataset_json",
-    "label_slices_2d",
-    "condition_datalist",
     "image_volume_datalist",
+    "is_dicom_series",
+    "label_slices_2d",
+    "labelled_datalist",
     "labelled_sections",
+    "list_images",
+    "make_demo_dataset",
+    "make_demo_volumes",
+    "match_cases",
     "mixing_weights",
     "neuron_training_datalist",
-    "LazyVolume",
     "open_volume",
-    "create_volume",
+    "output_extension",
+    "read_image",
+    "read_voxel_size",
+    "segmentation_datalist",
+    "sha256sum",
+    "single_file_datalist",
+    "strip_extension",
+    "supported_extensions",
+    "volume_datalist",
+    "write_dataset_json",
+    "write_image",
+    "write_layout",
+    "write_volume_case",
+    "write_volume_dataset_json",
 ]
 
 from .ctc import ctc_datalist, extract_single_cells, write_ctc_sequence, write_single_cells

@@ -1,11 +1,11 @@
-"""Volumes on disk read and written region by region (zarr, HDF5, TIFF, NPY), for volumes larger than memory.
+"""Volumes on disk read and written region by region (zarr, HDF5, TIFF, NPY; MRC read), for volumes beyond memory.
 
 NeuroDiff (Jiang et al. "Diffusion Model-Based Data Augmentation for Enhanced Neuron Segmentation",
 https://arxiv.org/abs/2601.15779) segments whole EM volumes; :func:`open_volume` gives a lazily read array and
 :func:`create_volume` an output written block by block and renamed onto its final name only at ``close()``, so a killed
 run leaves no file that looks complete. The format is picked by extension as in :mod:`.readers` (elf's ``open_file``
 registry); paths take ``file.h5:/group/key`` and ``folder.zarr:/group/key``. Geometry travels as a (Z, Y, X) voxel size
-in nm: HDF5 / zarr attribute ``resolution`` and ImageJ TIFF tags, the same that
+in nm: HDF5 / zarr attribute ``resolution``, ImageJ TIFF tags and the MRC header, the same that
 :func:`~emdiff_components.data.read_voxel_size` reads back.
 """
 
@@ -25,6 +25,7 @@ import numpy as np
 from monai.utils import optional_import
 
 from ..utils import atomic_write
+from .mrc_io import _MRC_EXTENSIONS, _has_mrcfile, _mrc_open_lazy
 from .readers import _H5_EXTENSIONS, ImageReadError, _split_path, _tiff_read, _tiff_voxel_size, attrs_voxel_size
 
 __all__ = ["LazyVolume", "create_volume", "open_volume"]
@@ -38,11 +39,13 @@ zarr, _has_zarr = optional_import("zarr")
 _IMAGEJ_DTYPES = (np.uint8, np.uint16, np.float32)  # the only sample types an ImageJ TIFF holds
 
 
-def _volume_extensions() -> tuple[str, ...]:
+def _volume_extensions(readable: bool = False) -> tuple[str, ...]:
+    """Extensions :func:`create_volume` writes, or with ``readable`` those :func:`open_volume` reads (MRC too)."""
     found = [".npy"]
     found += [".tif", ".tiff"] if _has_tifffile else []
     found += list(_H5_EXTENSIONS) if _has_h5py else []
     found += [".zarr"] if _has_zarr else []
+    found += list(_MRC_EXTENSIONS) if readable and _has_mrcfile else []
     return tuple(sorted(found))
 
 
@@ -57,10 +60,11 @@ def _split_volume_path(path: str | os.PathLike, func: str) -> tuple[str, str | N
     else:
         file, key, ext = _split_path(text)
         key = key.strip("/") or None if key else None
-    if ext not in _volume_extensions():
+    extensions = _volume_extensions(readable=func == "open_volume")
+    if ext not in extensions:
         raise ImageReadError(
             f"{func}: unsupported volume extension {ext!r} of {text!r}; supported extensions: "
-            f"{', '.join(_volume_extensions())} (zarr, HDF5 and TIFF need their library installed)."
+            f"{', '.join(extensions)} (zarr, HDF5, TIFF and MRC need their library installed)."
         )
     return file, key, ext
 
@@ -218,14 +222,15 @@ def _open_zarr(file: str, key: str | None, mode: str) -> tuple[Any, Any]:
 def open_volume(path: str | os.PathLike, mode: str = "r", ndim: int | None = None) -> LazyVolume:
     """Open a volume on disk as a lazily read array: only the regions sliced are read.
 
-    zarr arrays and HDF5 datasets are read chunk by chunk, NPY and uncompressed TIFF through a memory map; a compressed
-    TIFF cannot be mapped and is read whole into memory (one log line says so). An ImageJ hyperstack stored
-    (Z, C, Y, X) is seen as (C, Z, Y, X).
+    zarr arrays and HDF5 datasets are read chunk by chunk, NPY, uncompressed TIFF and MRC through a memory map; a
+    compressed TIFF cannot be mapped and is read whole into memory (one log line says so). An ImageJ hyperstack stored
+    (Z, C, Y, X) is seen as (C, Z, Y, X); MRC as :func:`~emdiff_components.data.read_image` gives it (Y flipped so the
+    first row is the top one; a view, so ``mode="r+"`` writes go to the right voxels).
 
     Args:
         path: ``.zarr`` folder (``folder.zarr:/group/key`` for an array inside a group; without a key, the first array in
             depth-first order), ``.h5`` / ``.hdf5`` (``file.h5:/group/key``; without a key, the first dataset),
-            ``.tif`` / ``.tiff`` or ``.npy``.
+            ``.tif`` / ``.tiff``, ``.npy`` or ``.mrc`` / ``.mrcs`` / ``.map`` / ``.rec``.
         mode: ``"r"`` (default) or ``"r+"`` (write in place; not for compressed TIFF).
         ndim: the number of axes required, e.g. 3 for a (Z, Y, X) volume; leading singleton axes beyond it are dropped
             (a (1, Z, Y, X) file opens as (Z, Y, X)). Default None: any.
@@ -252,6 +257,9 @@ def open_volume(path: str | os.PathLike, mode: str = "r", ndim: int | None = Non
         elif ext == ".npy":
             array, size = np.load(file, mmap_mode=mode, allow_pickle=False), None
             stack.callback(array.flush) if mode == "r+" else None
+        elif ext in _MRC_EXTENSIONS:
+            handle, array, size = _mrc_open_lazy(file, mode)
+            stack.callback(handle.close)
         else:
             array, size = _open_tiff(file, mode, stack)
         shape = tuple(array.shape)

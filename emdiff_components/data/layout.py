@@ -20,19 +20,20 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from ..utils import atomic_write, natural_sort_key
+from .itk_io import is_dicom_series
 from .readers import ImageReadError, read_image, supported_extensions, write_image
 
 __all__ = [
-    "DatasetError",
     "CHANNEL_SUFFIX",
-    "strip_extension",
+    "DatasetError",
+    "labelled_datalist",
     "list_images",
     "match_cases",
     "segmentation_datalist",
-    "labelled_datalist",
     "single_file_datalist",
-    "write_layout",
+    "strip_extension",
     "write_dataset_json",
+    "write_layout",
 ]
 
 logger = logging.getLogger(__name__)
@@ -89,7 +90,8 @@ def _parse_slices(slices: Sequence[int] | str | None) -> tuple[int, ...] | str |
 def list_images(folder: str | os.PathLike, owner: str = "list_images") -> dict[str, str]:
     """The image files of a dataset folder: file stem -> file name, in natural name order.
 
-    Only non-hidden files with a supported extension count (sub-folders and other files are ignored).
+    Only non-hidden files with a supported extension count, and sub-folders holding a DICOM series (one image each,
+    named by the folder: :func:`~emdiff_components.data.is_dicom_series`); other files and folders are ignored.
 
     Args:
         folder: the folder, e.g. ``imagesTr/``.
@@ -101,8 +103,11 @@ def list_images(folder: str | os.PathLike, owner: str = "list_images") -> dict[s
     folder = os.fspath(folder)
     found: dict[str, str] = {}
     for filename in sorted(os.listdir(folder), key=natural_sort_key):
-        stem = strip_extension(filename)
-        if filename.startswith(".") or stem is None or not os.path.isfile(os.path.join(folder, filename)):
+        path = os.path.join(folder, filename)
+        if filename.startswith("."):
+            continue
+        stem = strip_extension(filename) if os.path.isfile(path) else filename if is_dicom_series(path) else None
+        if stem is None:
             continue
         if stem in found:
             raise DatasetError(
@@ -351,7 +356,8 @@ def single_file_datalist(path: str | os.PathLike, num_classes: int = 2) -> list[
     """Datalist entries (no labels) for every 2D slice of one input file, e.g. an inference ``--input``.
 
     Args:
-        path: a 2D image or (Z, Y, X) stack in any format of :func:`~emdiff_components.data.read_image`.
+        path: a 2D image or (Z, Y, X) stack in any format of :func:`~emdiff_components.data.read_image`, or a
+            DICOM series folder (the case is named after the folder).
         num_classes: accepted (and checked to be >= 2) so that configs can pass the same arguments as to
             :func:`segmentation_datalist`; without labels it has no effect.
 
@@ -366,7 +372,8 @@ def single_file_datalist(path: str | os.PathLike, num_classes: int = 2) -> list[
     image_path = os.path.abspath(os.fspath(path))
     # HDF5 inputs may name a dataset (``file.h5:/group/raw``): the case name comes from the file part
     file_part = re.split(r"(?<=\.h5):|(?<=\.hdf5):", image_path, maxsplit=1, flags=re.IGNORECASE)[0]
-    name = strip_extension(os.path.basename(file_part))
+    # a folder is a DICOM series named after itself (read_image below says so when it holds none)
+    name = os.path.basename(file_part) if os.path.isdir(file_part) else strip_extension(os.path.basename(file_part))
     if name is None:
         raise DatasetError(
             f"single_file_datalist: unsupported file {image_path!r}; supported extensions: "

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 from ignite.engine import Engine, Events
 
-from ..data import write_image
+from ..data import output_extension, write_image
 from .figures import save_panel_figure
 
-__all__ = ["SegmentationWriter", "SegmentationFigure"]
+__all__ = ["SegmentationFigure", "SegmentationWriter"]
 
 logger = logging.getLogger(__name__)
 
@@ -32,11 +33,6 @@ def _middle_plane(array: np.ndarray) -> np.ndarray:
     return array[array.shape[0] // 2] if array.ndim == 3 else array
 
 
-def _suffix(path: str) -> str:
-    name = Path(path).name.lower()
-    return ".nii.gz" if name.endswith(".nii.gz") else Path(path).suffix
-
-
 class SegmentationWriter:
     """Write predicted label maps as files of the input's format and shape: a stack in, a stack out.
 
@@ -45,8 +41,11 @@ class SegmentationWriter:
     written (atomically, by :func:`~emdiff_components.data.write_image`) only once all its slices are there, so no
     partial output looks complete.
 
-    NIfTI outputs take the input's affine and header (spacing, orientation). Float maps (``dtype`` float, e.g. an
-    uncertainty map) of PNG / JPEG / BMP inputs, formats that cannot hold them, are written as TIFF.
+    Outputs keep the input's geometry (``write_image(..., like=input)``): NIfTI the input's affine and header, MHA /
+    NRRD the input's spacing, origin and direction, MRC its voxel size. The format is the input's, except where
+    :func:`~emdiff_components.data.output_extension` says otherwise: ``.mhd`` -> ``.mha``, ``.nhdr`` -> ``.nrrd``,
+    a DICOM series (folder or ``.dcm``) -> ``.nii.gz`` with the series' geometry. Float maps (``dtype`` float, e.g.
+    an uncertainty map) of PNG / JPEG / BMP inputs, formats that cannot hold them, are written as TIFF.
 
     Args:
         output_dir: folder of the masks (created).
@@ -92,7 +91,7 @@ class SegmentationWriter:
             slices[z] = (value[0] if value.ndim >= 3 and value.shape[0] == 1 else value).astype(self.dtype)
             if len(slices) == depth:
                 volume = slices[0] if depth == 1 else np.stack([slices[k] for k in sorted(slices)])
-                suffix = self.output_ext or _suffix(source)
+                suffix = self.output_ext or output_extension(source)
                 if self.dtype.kind == "f" and suffix.lower() in _INTEGER_ONLY:
                     suffix = ".tif"
                 path = self.output_dir / f"{name}{self.name_suffix}{suffix}"

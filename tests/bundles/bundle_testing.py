@@ -148,6 +148,41 @@ def table_value(text: str, row: str) -> str:
     return match.group(1).strip()
 
 
+def write_dicom_series(
+    folder: Path, volume: np.ndarray, spacing, origin, direction, reverse_names: bool = False
+) -> Path:
+    """A (Z, Y, X) volume as a DICOM series written by ITK itself (GDCM), one ``.dcm`` file per slice.
+
+    ``spacing`` and ``origin`` are ITK's (x, y, z) in mm, ``direction`` the 3 x 3 matrix whose columns are the axes.
+    Slice z lies at ``origin + direction @ (0, 0, z * spacing[2])`` (ImagePositionPatient); all slices share one series
+    UID. ``reverse_names`` names the files against the slice order, so a reader must sort by position.
+    """
+    import itk  # imported here: only the ITK tests need it
+
+    folder.mkdir(parents=True, exist_ok=True)
+    direction = np.asarray(direction, dtype=np.float64)
+    for z, plane in enumerate(np.asarray(volume)):
+        image = itk.image_from_array(np.ascontiguousarray(plane))
+        image.SetSpacing([float(spacing[0]), float(spacing[1])])
+        tags = image.GetMetaDataDictionary()
+        position = np.asarray(origin, dtype=np.float64) + direction @ np.array([0.0, 0.0, z * spacing[2]])
+        tags["0020|0032"] = "\\".join(f"{v:.6f}" for v in position)  # ImagePositionPatient
+        tags["0020|0037"] = "\\".join(f"{v:.6f}" for v in (*direction[:, 0], *direction[:, 1]))  # orientation
+        tags["0020|0013"] = str(z + 1)  # InstanceNumber
+        tags["0020|000d"] = "1.2.826.0.1.3680043.2.1125.7.1"  # StudyInstanceUID
+        tags["0020|000e"] = "1.2.826.0.1.3680043.2.1125.7.2"  # SeriesInstanceUID
+        tags["0008|0018"] = f"1.2.826.0.1.3680043.2.1125.7.3.{z + 1}"  # SOPInstanceUID
+        tags["0008|0060"] = "CT"
+        tags["0018|0050"] = f"{spacing[2]}"  # SliceThickness
+        io = itk.GDCMImageIO.New()
+        io.SetKeepOriginalUID(True)  # else GDCM gives every file a series of its own
+        number = len(volume) - 1 - z if reverse_names else z
+        writer = itk.ImageFileWriter[type(image)].New(Input=image, FileName=str(folder / f"{number:03d}.dcm"),
+                                                      ImageIO=io)
+        writer.Update()
+    return folder
+
+
 def find_cause(err: BaseException | None, kind: type) -> BaseException | None:
     """The first exception of ``kind`` in the chain of causes (MONAI wraps config errors in RuntimeError)."""
     while err is not None and not isinstance(err, kind):

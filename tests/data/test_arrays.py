@@ -200,8 +200,8 @@ class TestOpenVolume(unittest.TestCase):
             open_volume(os.path.join(self.dir, "g.zarr:/b"))
         with self.assertRaisesRegex(ImageReadError, r"missing\.h5.*does not exist"):
             open_volume(os.path.join(self.dir, "missing.h5"))
-        with self.assertRaisesRegex(ImageReadError, r"'\.mrc'.*supported extensions: .*\.h5"):
-            open_volume(os.path.join(self.dir, "a.mrc"))
+        with self.assertRaisesRegex(ImageReadError, r"'\.xyz'.*supported extensions: .*\.h5.*\.mrc"):
+            open_volume(os.path.join(self.dir, "a.xyz"))
         with self.assertRaisesRegex(ValueError, "mode"):
             open_volume(h5_path, mode="w")
         with open(os.path.join(self.dir, "junk.npy"), "wb") as handle:
