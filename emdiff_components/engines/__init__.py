@@ -4,6 +4,7 @@ from .allocator import keep_freed_memory
 from .blockwise import predict_blockwise, predict_volume_file, slice_intensity_range
 from .bundle_config import ablation_tag, sampling_tile_size
 from .ema import DelayedEMA
+from .export import DENOISER_INPUTS, denoiser_example_inputs, export_network, verify_denoiser_in_out
 from .checkpoints import CheckpointError, ResumableCheckpoint, atomic_save, load_network_weights
 from .figures import instances_to_rgb, label_to_rgb, save_panel_figure
 from .handlers import SegmentationFigure, SegmentationWriter
@@ -20,6 +21,10 @@ __all__ = [
     "ResumableCheckpoint",
     "atomic_save",
     "DelayedEMA",
+    "DENOISER_INPUTS",
+    "denoiser_example_inputs",
+    "export_network",
+    "verify_denoiser_in_out",
     "load_network_weights",
     "label_to_rgb",
     "instances_to_rgb",
