@@ -1,4 +1,4 @@
-"""End-to-end runs of the BIEDSNet bundle: COVID-19 CT slices, a NIfTI CT volume, ISBI 2012 membranes, bad input."""
+"""End-to-end runs of the BIEDSNet bundle: COVID-19 CT slices, a NIfTI CT volume, MetaImage and DICOM CT, ISBI 2012 membranes, bad input."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from pathlib import Path
 import cv2
 import nibabel as nib
 import numpy as np
+import pytest
 import tifffile
 import torch
 import torch.nn.functional as F
@@ -17,7 +18,7 @@ from ignite.engine import Events
 from monai.bundle import ConfigParser, ConfigWorkflow
 
 import bundle_testing
-from bundle_testing import REPO, BadInputCases, convert, find_cause, shared_data_or_skip
+from bundle_testing import REPO, BadInputCases, convert, find_cause, shared_data_or_skip, write_dicom_series
 from emdiff_components.data import DatasetError
 
 BUNDLE = REPO / "bundles" / "biedsnet"
@@ -297,6 +298,56 @@ class TestBIEDSNetPaperEvaluation(unittest.TestCase):
             dice = [2 * (p & g).sum() / (p.sum() + g.sum()) for p, g in ((o[2] > 0, o[3] > 0) for o in outputs)]
             self.assertAlmostEqual(metrics["mean_dice"], float(np.mean(dice)), places=6)
             self.assertEqual(metrics["dice_images"]["foreground"], 2)
+
+
+class TestBIEDSNetItkInputs(unittest.TestCase):
+    """Inference on CT as ITK writes it: a MetaImage volume and a DICOM series folder (rotated, offset, 0.7 x 0.8 x 5 mm);
+    each mask keeps the input's spacing, origin and direction, read back with ITK itself."""
+
+    def test_mha_and_dicom_series(self):
+        itk = pytest.importorskip("itk")
+        shared = shared_data_or_skip(self)
+        source = shared / "covid19_ct_infection_infnet" / "Imgs"
+        slices = [cv2.resize(cv2.imread(str(p), cv2.IMREAD_GRAYSCALE), (48, 40), interpolation=cv2.INTER_AREA)
+                  for p in sorted(source.iterdir())[:3]]
+        volume = np.stack(slices).astype(np.int16) * 6 - 1000  # (3, 40, 48), HU-like
+        spacing, origin = (0.7, 0.8, 5.0), (-120.0, 40.0, 300.0)
+        angle = np.deg2rad(15.0)
+        direction = np.array([[np.cos(angle), -np.sin(angle), 0.0], [np.sin(angle), np.cos(angle), 0.0], [0, 0, 1.0]])
+        with tempfile.TemporaryDirectory() as tmp:
+            data, root = Path(tmp) / "data", Path(tmp) / "bundle"
+            (data / "imagesTs").mkdir(parents=True)
+            image = itk.image_from_array(volume)
+            image.SetSpacing(spacing)
+            image.SetOrigin(origin)
+            image.SetDirection(itk.matrix_from_array(direction))
+            itk.imwrite(image, str(data / "imagesTs" / "ct_mha.mha"))
+            write_dicom_series(data / "imagesTs" / "ct_dicom", volume, spacing, origin, direction)
+            common = {**FAST, "bundle_root": str(root), "dataset_dir": str(data), "intensity_range": [-1000, 400]}
+            wf = workflow("inference.json", "infer", **common)
+            (root / "models").mkdir(parents=True)
+            torch.save(wf.parser.get_parsed_content("network_def").state_dict(), root / "models" / "model.pt")
+            wf.initialize()
+            entries = wf.parser.get_parsed_content("datalist")
+            self.assertEqual([(e["name"], e["slice"]) for e in entries], [("ct_dicom", z) for z in range(3)]
+                             + [("ct_mha", z) for z in range(3)])
+            sample = wf.parser.get_parsed_content("dataset")[0]
+            np.testing.assert_allclose(sample["spacing"], [0.8, 0.7], rtol=1e-6)  # (y, x) in mm, from the series
+            wf.run()
+            wf.finalize()
+            masks = root / "outputs" / "inference" / "masks"
+            written = {"ct_mha.mha": data / "imagesTs" / "ct_mha.mha", "ct_mha_uncertainty.mha": None,
+                       "ct_dicom.nii.gz": data / "imagesTs" / "ct_dicom", "ct_dicom_uncertainty.nii.gz": None}
+            self.assertEqual(sorted(f.name for f in masks.iterdir()), sorted(written))
+            for name in written:
+                out = itk.imread(str(masks / name))
+                self.assertEqual(itk.array_from_image(out).shape, (3, 40, 48), name)
+                atol = 1e-4 if name.endswith(".nii.gz") else 1e-9  # NIfTI holds float32 geometry
+                np.testing.assert_allclose(out.GetSpacing(), spacing, atol=atol, err_msg=name)
+                np.testing.assert_allclose(out.GetOrigin(), origin, atol=atol, err_msg=name)
+                np.testing.assert_allclose(itk.array_from_matrix(out.GetDirection()), direction, atol=atol, err_msg=name)
+            mask = itk.array_from_image(itk.imread(str(masks / "ct_mha.mha")))
+            self.assertTrue(set(np.unique(mask)) <= {0, 1})
 
 
 class TestBIEDSNetBundleBadInput(BadInputCases, unittest.TestCase):

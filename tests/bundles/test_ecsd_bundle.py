@@ -8,13 +8,15 @@ import unittest
 from pathlib import Path
 
 import numpy as np
+import pytest
 import tifffile
+import torch
 from ignite.engine import Events
 from monai.bundle import ConfigWorkflow
 
 import bundle_testing
 from bundle_testing import REPO, BadInputCases, convert, shared_data_or_skip
-from emdiff_components.data import read_image
+from emdiff_components.data import read_image, read_voxel_size
 
 BUNDLE = REPO / "bundles" / "ecsd"
 CONFIGS = BUNDLE / "configs"
@@ -169,6 +171,35 @@ class TestECSDBundleEndToEnd(unittest.TestCase):
             per_epoch = len(wf.parser.get_parsed_content("train#dataloader"))
             self.assertEqual(iterations, [2] * per_epoch)  # only epoch 2 ran
             self.assertEqual(wf.trainer.state.iteration, 2 * per_epoch)
+
+
+class TestECSDMrcInput(unittest.TestCase):
+    def test_isbi_as_mrc(self):
+        """An MRC stack (ISBI 2012 as IMOD's tif2mrc writes it: bottom row first, 4 x 4 x 50 nm) given with --input:
+        the mask is an MRC of the same shape and voxel size, and lines up with the TIFF (read top row first)."""
+        mrcfile = pytest.importorskip("mrcfile")
+        shared = shared_data_or_skip(self)
+        volume = tifffile.imread(shared / "isbi2012_em" / "train-volume.tif")[:2, :64, :64]
+        with tempfile.TemporaryDirectory() as tmp:
+            root, path = Path(tmp), Path(tmp) / "isbi.mrc"
+            with mrcfile.new(str(path)) as handle:
+                handle.set_data(np.ascontiguousarray(volume[:, ::-1, :]).astype(np.int16))
+                handle.voxel_size = (40.0, 40.0, 500.0)  # angstrom
+            wf = workflow("inference.json", "infer", bundle_root=str(root), input=str(path), **FAST)
+            (root / "models").mkdir()
+            torch.save(wf.parser.get_parsed_content("network_def").state_dict(), root / "models" / "model.pt")
+            wf.initialize()
+            entry = wf.parser.get_parsed_content("datalist")[1]
+            loaded = wf.parser.get_parsed_content("load_image")(entry)
+            np.testing.assert_array_equal(loaded["image"][0], volume[1])  # the slice as the TIFF shows it
+            wf.run()
+            wf.finalize()
+            with mrcfile.open(str(root / "outputs" / "inference" / "masks" / "isbi.mrc")) as mask:
+                self.assertEqual(mask.data.shape, (2, 64, 64))
+                np.testing.assert_allclose([mask.voxel_size[a] for a in "xyz"], (40.0, 40.0, 500.0), rtol=1e-6)
+                self.assertTrue(set(np.unique(mask.data)) <= {0, 1})
+            np.testing.assert_allclose(read_voxel_size(root / "outputs" / "inference" / "masks" / "isbi.mrc"),
+                                       (50.0, 4.0, 4.0), rtol=1e-6)
 
 
 class TestECSDBundleBadInput(BadInputCases, unittest.TestCase):
