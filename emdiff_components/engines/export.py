@@ -9,15 +9,20 @@ sample), ``timesteps`` (an int64 tensor of shape (B,), ``spatial_shape`` [], ``v
 ``image`` (the condition) are declared. MONAI's own tools still serve single-input networks (NeuroDiff's
 ``SuperhumanUNet``).
 
-Why tracing: ``torch.jit.script`` compiles none of the six networks (MONAI's ``DiffusionModelUNet`` and
-``SpatialAttentionBlock`` included: PEP 585 annotations, lists of unknown size, ``isinstance`` on modules), and
-``torch.export`` fails on two (ECSD: its frequency filter caches maps keyed on ``data_ptr``; NeuroDiff: the RGM
-coordinate grid depends on data-dependent sizes); ``torch.jit.trace`` records all six exactly (max |traced - eager|
-0.0 on new inputs and time steps). ONNX export (``torch.onnx``) builds on ``torch.export`` and would fail on the same
-two networks; ``onnx`` is not a dependency. A trace holds for the shapes it was recorded at: ECSD's linear attention
-loops over the batch in Python and its frequency maps, like NeuroDiff's coordinates, are resampled per size, so a
-trace at batch 1 gives wrong numbers at batch 2. The exported program therefore accepts only the traced shapes and
-raises otherwise; export at the batch and patch size inference uses (e.g. ``sw_batch_size`` x ``patch_size``).
+Why tracing: ``torch.jit.script`` compiles none of the six networks, MONAI's ``DiffusionModelUNet`` included (PEP
+585 annotations, shapes unpacked into calls, ``type(self).__name__`` in error messages, ``torch.backends`` queries).
+``torch.export`` fails on two: ECSD (the frequency filter keys its cached maps on the parameters' ``data_ptr``) and
+NeuroDiff (the RGM coordinate grid reads the voxel-size buffer as Python floats, a data-dependent value).
+``torch.jit.trace`` records all six exactly (max |traced - eager| 0.0 on new inputs and time steps). mambapy's parallel
+scan (NeuroDiff's RGM) is a ``torch.autograd.Function``, which a trace keeps as a Python call that TorchScript cannot
+save; while tracing, its forward runs as a plain function (the same arithmetic; an exported program needs no
+backward). ONNX was not tried: ``onnx`` is not a dependency, and ``torch.onnx``'s default exporter builds on
+``torch.export``, which fails on the same two networks.
+
+A trace holds for the shapes it was recorded at: ECSD's linear attention loops over the batch in Python, and its
+frequency maps, like NeuroDiff's coordinates, are resampled per size, so a trace at batch 1 gives wrong numbers at
+batch 2. The exported program therefore accepts only the traced shapes and raises otherwise; export at the batch and
+patch size inference uses (e.g. ``sw_batch_size`` x ``patch_size``).
 """
 
 from __future__ import annotations
@@ -27,14 +32,15 @@ import logging
 import os
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import torch
 from monai.bundle import ConfigParser
 from monai.bundle.scripts import _get_fake_spatial_shape
 from monai.data import save_net_with_metadata
-from monai.utils import get_equivalent_dtype
+from monai.utils import get_equivalent_dtype, optional_import
 from torch import nn
 
 from ..utils import atomic_write
@@ -173,6 +179,30 @@ def verify_denoiser_in_out(
                 tuple(output.shape))
 
 
+class _NoAutogradContext:
+    """Stands in for ``ctx`` when an autograd Function's forward is called as a plain function."""
+
+    def save_for_backward(self, *tensors: torch.Tensor) -> None:
+        pass
+
+
+@contextmanager
+def _traceable_mambapy_scan() -> Iterator[None]:
+    """Within the block, mambapy's ``pscan`` (``PScan.apply``) is ``PScan.forward`` called directly, which a trace
+    records as tensor operations; restored afterwards."""
+    mamba, has_mambapy = optional_import("mambapy.mamba")
+    if not has_mambapy:
+        yield
+        return
+    original = mamba.pscan
+    scan = optional_import("mambapy.pscan", name="PScan")[0]
+    mamba.pscan = lambda a, x: scan.forward(_NoAutogradContext(), a, x)
+    try:
+        yield
+    finally:
+        mamba.pscan = original
+
+
 class _FixedShapeDenoiser(nn.Module):
     """A traced ``(x, timesteps, condition)`` network that refuses inputs of other shapes than those traced."""
 
@@ -266,7 +296,7 @@ def export_network(
     generator = torch.Generator().manual_seed(seed)
     example = denoiser_example_inputs(parser, input_names, batch_size, spatial_shape, generator=generator,
                                       meta_file=meta_file)
-    with torch.no_grad(), warnings.catch_warnings():
+    with torch.no_grad(), warnings.catch_warnings(), _traceable_mambapy_scan():
         # the networks' input checks read shapes as Python values; at fixed shapes that is what the trace should do
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         traced = torch.jit.trace(network, example, check_trace=False)
