@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from .allocator import keep_freed_memory
 from .blockwise import predict_blockwise, predict_volume_file, slice_intensity_range
-from .bundle_config import ablation_tag, sampling_tile_size
+from .bundle_config import ablation_tag, default_bundle_root, sampling_tile_size, train_missing_model
 from .ema import DelayedEMA
 from .export import DENOISER_INPUTS, denoiser_example_inputs, export_network, verify_denoiser_in_out
 from .checkpoints import CheckpointError, ResumableCheckpoint, atomic_save, load_network_weights
@@ -16,6 +16,8 @@ from .training import DiffusionTrainingStep
 __all__ = [
     "keep_freed_memory",
     "ablation_tag",
+    "default_bundle_root",
+    "train_missing_model",
     "sampling_tile_size",
     "CheckpointError",
     "ResumableCheckpoint",
@@ -46,6 +48,7 @@ from .population import compose_population
 
 __all__ += ["compose_population"]
 from .cascade import (
+    cell_fid,
     compose_populations,
     lift_cell_masks,
     load_mesh_stacks,
@@ -57,6 +60,7 @@ from .cascade import (
 )
 
 __all__ += [
+    "cell_fid",
     "compose_populations",
     "lift_cell_masks",
     "load_mesh_stacks",
@@ -66,3 +70,6 @@ __all__ += [
     "texture_cells",
     "write_populations",
 ]
+from .cell_segmentation import cell_frames_datalist, cell_segmentation_datalist, segment_cells
+
+__all__ += ["cell_frames_datalist", "cell_segmentation_datalist", "segment_cells"]

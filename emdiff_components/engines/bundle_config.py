@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import logging
+import os
+import time
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 
-__all__ = ["ablation_tag", "sampling_tile_size"]
+__all__ = ["ablation_tag", "default_bundle_root", "sampling_tile_size", "train_missing_model"]
+
+logger = logging.getLogger(__name__)
 
 
 def ablation_tag(**switches: bool) -> str:
@@ -57,3 +63,45 @@ def sampling_tile_size(
     if torch.device(device).type == "cuda":
         return size
     return [size[0], *(min(s, cpu_max_size) for s in size[1:])]
+
+
+def default_bundle_root(name: str) -> str:
+    """The bundle's folder as seen from the working directory: ``"."`` inside the bundle, ``bundles/<name>`` from the
+    repository root, else ``"."`` (a downloaded bundle run from its own folder, or ``--bundle_root`` given).
+
+    So the documented commands work from the repository root as written, without ``--bundle_root``.
+    """
+    if os.path.isfile(os.path.join("configs", "metadata.json")):
+        return "."
+    inside = os.path.join("bundles", name)
+    return inside if os.path.isfile(os.path.join(inside, "configs", "metadata.json")) else "."
+
+
+def train_missing_model(ckpt_path: str, config_file: str, enabled: bool = True, **overrides: Any) -> str:
+    """Train ``config_file`` (with ``overrides``) when ``ckpt_path`` does not exist; return ``ckpt_path``.
+
+    A bundle's inference config calls this so that it runs on a fresh checkout: a short training on the demo data
+    (said in the log as a warning: such a model is for trying the pipeline, not for results). ``overrides`` are the
+    training config's ids to set (data, widths, steps), e.g. a dict of the inference config passed as ``**@demo_train``.
+    With ``enabled`` False a missing checkpoint is left for the loader to report.
+    """
+    if os.path.isfile(ckpt_path) or not enabled:
+        return ckpt_path
+    from monai.bundle import ConfigWorkflow
+
+    configs = os.path.dirname(os.fspath(config_file))
+    logger.warning(
+        "%s does not exist: training it now with %s and %s (a short demo training: try the pipeline with it, train "
+        "properly for results; --train_missing False turns this off).", ckpt_path, os.path.basename(config_file),
+        ", ".join(f"{k}={v!r}" for k, v in overrides.items()),
+    )
+    start = time.perf_counter()
+    workflow = ConfigWorkflow(config_file=config_file, meta_file=os.path.join(configs, "metadata.json"),
+                              logging_file=os.path.join(configs, "logging.conf"), workflow_type="train", **overrides)
+    workflow.initialize()
+    workflow.run()
+    workflow.finalize()
+    if not os.path.isfile(ckpt_path):
+        raise RuntimeError(f"train_missing_model: {config_file} ran but did not write {ckpt_path}.")
+    logger.info("train_missing_model: %s written in %.0f s.", ckpt_path, time.perf_counter() - start)
+    return ckpt_path

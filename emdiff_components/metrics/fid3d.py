@@ -42,12 +42,14 @@ def volume_features(
 ) -> torch.Tensor:
     """One feature vector per ``patch_size`` crop of ``volume``: the spatial mean of ``layer``'s output.
 
+    Works in 2D as well (CellCascade's FID of single-cell crops): the length of ``patch_size`` sets the dimensions.
+
     Args:
         network: the trained segmentation network (its mode is left unchanged; use ``eval()`` for fixed statistics).
-        volume: ``(Z, Y, X)`` or ``(1, Z, Y, X)`` in the network's input scaling (after ``preprocess``).
-        patch_size: crop (Z, Y, X), a size the network accepts; the volume must be at least this large.
+        volume: ``([1,] Z, Y, X)`` (or ``([1,] Y, X)`` with a 2D ``patch_size``) in the network's input scaling.
+        patch_size: crop (Z, Y, X) or (Y, X), a size the network accepts; the volume must be at least this large.
         layer: dotted name of the module whose output is pooled (``dict(network.named_modules())``).
-        preprocess: applied to each ``(1, 1, Z, Y, X)`` crop before the network, e.g. a rescaling; default None.
+        preprocess: applied to each ``(1, 1, *patch_size)`` crop before the network, e.g. a rescaling; default None.
 
     Returns:
         ``(num_crops, channels)`` float32 on the CPU.
@@ -60,16 +62,20 @@ def volume_features(
         top = [name for name in modules if name and "." not in name]
         raise ValueError(f"volume_features: the network has no layer {layer!r}; top-level layers: {top}.")
     x = torch.as_tensor(np.asarray(volume) if not isinstance(volume, torch.Tensor) else volume, dtype=torch.float32)
-    x = x.reshape(x.shape[-3:])
+    ndim = len(patch_size)
+    if ndim not in (2, 3) or x.ndim < ndim or any(s != 1 for s in x.shape[:-ndim]):
+        raise ValueError(f"volume_features: need a {ndim}D image (plus a leading 1) for crop {tuple(patch_size)}, got "
+                         f"shape {tuple(x.shape)}.")
+    x = x.reshape(x.shape[-ndim:])
     if any(s < p for s, p in zip(x.shape, patch_size)):
         raise ValueError(f"volume_features: volume {tuple(x.shape)} is smaller than the crop {tuple(patch_size)}.")
     captured: list[torch.Tensor] = []
-    hook = modules[layer].register_forward_hook(lambda _m, _i, out: captured.append(out.mean(dim=(2, 3, 4))))
+    hook = modules[layer].register_forward_hook(lambda _m, _i, out: captured.append(out.flatten(2).mean(dim=2)))
     device = next(network.parameters()).device
     features = []
     try:
-        for z, y, w in itertools.product(*(_starts(s, p) for s, p in zip(x.shape, patch_size))):
-            crop = x[z : z + patch_size[0], y : y + patch_size[1], w : w + patch_size[2]][None, None].to(device)
+        for start in itertools.product(*(_starts(s, p) for s, p in zip(x.shape, patch_size))):
+            crop = x[tuple(slice(b, b + p) for b, p in zip(start, patch_size))][None, None].to(device)
             network(preprocess(crop) if preprocess is not None else crop)
             features.append(captured.pop().float().cpu())
     finally:

@@ -1,4 +1,5 @@
-"""Affinities -> neuron instances: 2D watershed supervoxels, then waterz, multicut or mutex-watershed agglomeration.
+"""Predictions -> instances. Neurons: 2D watershed supervoxels, then waterz, multicut or mutex-watershed agglomeration;
+cells: a seeded watershed of three-class probabilities (:func:`cell_instances`).
 
 NeuroDiff (Jiang et al. "Diffusion Model-Based Data Augmentation for Enhanced Neuron Segmentation", ISBI 2026,
 https://arxiv.org/abs/2601.15779) evaluates its downstream network's affinities this way;
@@ -18,6 +19,7 @@ from .agglomeration import (
     mutex_watershed,
     segment_affinities,
 )
+from .cells import cell_instances
 from .watershed import affinity_supervoxels
 
 __all__ = [
@@ -26,6 +28,7 @@ __all__ = [
     "affinity_supervoxels",
     "agglomerate_multicut",
     "agglomerate_waterz",
+    "cell_instances",
     "mutex_watershed",
     "segment_affinities",
 ]

@@ -16,6 +16,7 @@ from monai.bundle import ConfigParser
 
 from emdiff_components.data import DatasetError, ctc_datalist, read_image
 from emdiff_components.engines import CheckpointError
+from emdiff_components.metrics import cell_scores
 
 BUNDLE = REPO / "bundles" / "cellcascade"
 CONFIGS = BUNDLE / "configs"
@@ -31,6 +32,8 @@ INFER = {
     "num_stacks": 1, "population_shape": [192, 224], "num_cells": [2, 3], "ellipse": None, "min_cell_size": 1,
     "progress": False,
 }
+SEGMENT = {"features": [8, 8, 16, 32, 64, 8], "patch_size": [128, 128]}
+SEGMENT_TRAIN = {**SEGMENT, "num_steps": 2, "epoch_length": 2, "batch_size": 2}
 SHARED_IDS = ["num_train_timesteps", "num_res_blocks", "norm_num_groups", "num_head_channels", "device", "demo_dir",
               "dataset_dir"]
 
@@ -120,6 +123,68 @@ class TestCellCascadeEndToEnd(unittest.TestCase):
             textures = wf.parser.get_parsed_content("cell_textures")
             self.assertTrue(textures.min() >= 0 and textures.max() <= 255)
             self.assertEqual(textures.shape[1:], (64, 64))
+
+
+class TestCellCascadeSegmentation(unittest.TestCase):
+    def test_train_segment_score_and_fid_on_gowt1(self):
+        shared = shared_data_or_skip(self)
+        data = shared / "ctc_2d_nuclei" / "Fluo-N2DH-GOWT1"
+        with tempfile.TemporaryDirectory() as tmp:
+            common = {"bundle_root": tmp, "dataset_dir": str(data), "held_out": 2}
+            train = run("segment_train.json", "train", **common, **SEGMENT_TRAIN)
+            self.assertEqual([e["name"] for e in train.parser.get_parsed_content("datalist")],
+                             ["t01", "t21", "t31", "t39"])
+            run("segment.json", "infer", **common, **SEGMENT)
+            out = Path(tmp) / "outputs" / "segment"
+            report = json.loads((out / "cell_metrics.json").read_text())
+            self.assertEqual([r["name"] for r in report["per_image"]], ["t52", "t72"])
+            for row in report["per_image"]:  # the written masks give the reported scores
+                mask = read_image(out / "masks" / f"{row['name']}.tif")
+                truth = read_image(data / "gt" / f"man_seg{row['name'][1:]}.tif")
+                self.assertEqual(mask.shape, (1024, 1024))
+                self.assertEqual(mask.dtype, np.uint16)
+                expected = cell_scores(mask, truth)
+                for key in ("seg", "f1", "num_pred", "num_truth"):
+                    self.assertAlmostEqual(row[key], expected[key], places=12, msg=key)
+            # a folder of frames without masks: masks, no scores
+            frames = Path(tmp) / "frames"
+            frames.mkdir()
+            tifffile.imwrite(frames / "a.tif", read_image(data / "img" / "t52.tif")[:300, :400])
+            run("segment.json", "infer", **common, **SEGMENT, input=str(frames), output_dir=str(Path(tmp) / "o2"))
+            self.assertEqual(read_image(Path(tmp) / "o2" / "masks" / "a.tif").shape, (300, 400))
+            self.assertFalse((Path(tmp) / "o2" / "cell_metrics.json").exists())
+            # FID of both stages in the trained segmentation network's features
+            run("train_masks.json", "train", **common, **TRAIN)
+            run("train_texture.json", "train", **common, **TRAIN)
+            run(["inference.json", "evaluate.json"], "infer", **common, **INFER, fid_layer="down_1",
+                segmentation_features=SEGMENT["features"])
+            fid = json.loads((Path(tmp) / "outputs" / "evaluate" / "fid.json").read_text())
+            cells = sum(1 for _ in train.parser.get_parsed_content("datalist"))
+            self.assertGreater(fid["num_real_cells"], 4 * 20)  # 22-30 nuclei per GOWT1 frame, all 6 frames
+            self.assertGreater(cells, 0)
+            for key in ("mask_fid", "texture_fid"):
+                self.assertTrue(np.isfinite(fid[key]) and fid[key] > 0, key)
+
+    def test_evaluate_without_segmentation_model(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            for config in ("train_masks.json", "train_texture.json"):
+                run(config, "train", bundle_root=tmp, **TRAIN)
+            with self.assertRaises(Exception) as ctx:
+                run(["inference.json", "evaluate.json"], "infer", bundle_root=tmp, **INFER)
+            cause = find_cause(ctx.exception, CheckpointError)
+            self.assertRegex(str(cause), r"segmentation/model\.pt does not exist")
+
+    def test_inference_alone_trains_missing_models_first(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            run("inference.json", "infer", bundle_root=tmp, configs_dir=str(CONFIGS), **INFER, demo_train_steps=2,
+                demo_train_batch_size=2)
+            for stage in ("masks", "texture"):
+                self.assertTrue((Path(tmp) / "models" / stage / "model.pt").is_file())
+            self.assertEqual(len(ctc_datalist(Path(tmp) / "outputs" / "cascade" / "2d")), 2)
+            with self.assertRaises(Exception) as ctx:  # switched off, a missing model is an error
+                run("inference.json", "infer", bundle_root=tmp, **INFER, train_missing=False,
+                    mask_ckpt_path=str(Path(tmp) / "none.pt"))
+            self.assertRegex(str(find_cause(ctx.exception, CheckpointError)), "none.pt does not exist")
 
 
 class TestCellCascadeBadInput(unittest.TestCase):

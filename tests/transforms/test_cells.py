@@ -8,7 +8,14 @@ from monai.data import MetaTensor
 from monai.transforms import ScaleIntensity
 from parameterized import parameterized
 
-from emdiff_components.transforms import BinarizeMask, BinarizeMaskd, GreyLevelMask, GreyLevelMaskd
+from emdiff_components.transforms import (
+    BinarizeMask,
+    BinarizeMaskd,
+    CellClasses,
+    CellClassesd,
+    GreyLevelMask,
+    GreyLevelMaskd,
+)
 
 IMAGE = np.array([[[0.0, 2.0, 4.0], [6.0, 8.0, 8.0]]])
 LABEL = np.array([[[0, 1, 1], [2, 2, 0]]])
@@ -125,6 +132,55 @@ class TestBinarizeMaskd(unittest.TestCase):
     def test_missing_key(self):
         with self.assertRaises(KeyError):
             BinarizeMaskd(keys="pred")({"image": np.zeros((1, 2), np.float32)})
+
+
+class TestCellClasses(unittest.TestCase):
+    # two touching 3 x 3 / 3 x 4 cells in a 5 x 9 image: every cell pixel next to another label is boundary (2)
+    LABEL = np.array([[
+        [0, 0, 0, 0, 0, 0, 0, 0, 0],
+        [0, 1, 1, 1, 2, 2, 2, 2, 0],
+        [0, 1, 1, 1, 2, 2, 2, 2, 0],
+        [0, 1, 1, 1, 2, 2, 2, 2, 0],
+        [0, 0, 0, 0, 0, 0, 0, 0, 0],
+    ]])
+    EXPECTED = np.array([[
+        [0, 0, 0, 0, 0, 0, 0, 0, 0],
+        [0, 2, 2, 2, 2, 2, 2, 2, 0],
+        [0, 2, 1, 2, 2, 1, 1, 2, 0],
+        [0, 2, 2, 2, 2, 2, 2, 2, 0],
+        [0, 0, 0, 0, 0, 0, 0, 0, 0],
+    ]])
+
+    def test_hand_values(self):
+        out = CellClasses()(self.LABEL)
+        np.testing.assert_array_equal(out, self.EXPECTED)
+        self.assertEqual(out.dtype, np.int64)
+
+    def test_width_two_leaves_no_interior_in_thin_cells(self):
+        out = CellClasses(width=2)(self.LABEL)
+        np.testing.assert_array_equal(out, np.where(self.LABEL > 0, 2, 0))
+
+    def test_torch_float_ids_and_dictionary(self):
+        out = CellClassesd("label")({"label": torch.as_tensor(self.LABEL, dtype=torch.float32)})["label"]
+        self.assertIsInstance(out, torch.Tensor)
+        np.testing.assert_array_equal(out.numpy(), self.EXPECTED)
+
+    def test_3d(self):
+        label = np.zeros((1, 5, 5, 5), int)
+        label[0, 1:4, 1:4, 1:4] = 7
+        out = CellClasses()(label)[0]
+        self.assertEqual(out[2, 2, 2], 1)
+        self.assertEqual(int((out == 2).sum()), 26)
+
+    def test_errors(self):
+        with self.assertRaisesRegex(ValueError, "width"):
+            CellClasses(width=0)
+        with self.assertRaisesRegex(ValueError, "shape"):
+            CellClasses()(np.zeros((4, 4), int))
+        with self.assertRaisesRegex(ValueError, "integer"):
+            CellClasses()(np.full((1, 4, 4), 0.5))
+        with self.assertRaisesRegex(ValueError, ">= 0"):
+            CellClasses()(np.full((1, 4, 4), -1))
 
 
 if __name__ == "__main__":

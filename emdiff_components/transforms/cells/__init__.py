@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from .array import BinarizeMask, GreyLevelMask
-from .dictionary import BinarizeMaskd, GreyLevelMaskd
+from .array import BinarizeMask, CellClasses, GreyLevelMask
+from .dictionary import BinarizeMaskd, CellClassesd, GreyLevelMaskd
 
-__all__ = ["BinarizeMask", "BinarizeMaskd", "GreyLevelMask", "GreyLevelMaskd"]
+__all__ = ["BinarizeMask", "BinarizeMaskd", "CellClasses", "CellClassesd", "GreyLevelMask", "GreyLevelMaskd"]

@@ -1,4 +1,5 @@
-"""Cell masks of the cascaded cell synthesis: grey-level masks (texture condition) and binarised sampled masks.
+"""Cell masks of the cascaded cell synthesis: grey-level masks (texture condition), binarised sampled masks, and the
+three-class target (background, interior, boundary) of the downstream cell segmentation network.
 
 Yilmaz et al. "Cascaded Diffusion Models for 2D and 3D Microscopy Image Synthesis to Enhance Cell Segmentation",
 https://arxiv.org/abs/2411.11515.
@@ -15,8 +16,9 @@ from monai.config import NdarrayOrTensor
 from monai.transforms import Transform
 from monai.utils import TransformBackends, convert_to_tensor
 from monai.utils.type_conversion import convert_to_dst_type
+from skimage.segmentation import find_boundaries
 
-__all__ = ["BinarizeMask", "GreyLevelMask"]
+__all__ = ["BinarizeMask", "CellClasses", "GreyLevelMask"]
 
 # diffusers' DDIMPipeline maps x in [-1, 1] to round((x + 1) / 2 * 255) in uint8 and the public mask script keeps the
 # pixels != 0: x > -1 + 1 / 255 (numpy rounds half to even, so the value at exactly 0.5 / 255 rounds to 0).
@@ -128,3 +130,50 @@ class BinarizeMask(Transform):
         if torch.isnan(values).any():
             raise ValueError("BinarizeMask: mask contains NaN.")
         return _float_out((values > self.threshold).to(torch.float32), mask)
+
+
+class CellClasses(Transform):
+    """Instance mask -> three classes per pixel: 0 background, 1 cell interior, 2 cell boundary.
+
+    The segmentation network of the CellCascade benchmark predicts these classes; instances are then the connected
+    interiors grown back over the boundary (:func:`emdiff_components.postprocessing.cell_instances`). The boundary is
+    scikit-image's ``find_boundaries(mode="inner")``: the pixels of a cell that touch another label (the background or
+    another cell), one pixel wide with ``width`` 1, so touching cells keep separate interiors. This three-class design
+    (as in Caicedo et al., Cytometry A 2019, for nuclei) is ours: the paper does not say how its segmentation networks
+    turn masks into targets.
+
+    Args:
+        width: boundary width in pixels (repeated one-pixel erosions of each cell's interior), default 1.
+
+    Returns:
+        int64 class map of the input's shape ``(1, [Z,] Y, X)``, of the same kind (numpy / torch) as the input.
+
+    Example::
+
+        CellClasses()(np.array([[[0, 1, 1, 1, 0]]]))  # [[[0, 2, 1, 2, 0]]]
+    """
+
+    backend: ClassVar[list[TransformBackends]] = [TransformBackends.NUMPY]
+
+    def __init__(self, width: int = 1) -> None:
+        if isinstance(width, bool) or not isinstance(width, int) or width < 1:
+            raise ValueError(f"CellClasses: width must be an integer >= 1, got {width!r}.")
+        self.width = width
+
+    def __call__(self, label: NdarrayOrTensor) -> NdarrayOrTensor:
+        lab = np.asarray(label.detach().cpu() if isinstance(label, torch.Tensor) else label)
+        if lab.ndim not in (3, 4) or lab.shape[0] != 1:
+            raise ValueError(f"CellClasses: label must be (1, [Z,] Y, X) instance ids, got shape {lab.shape}.")
+        if np.issubdtype(lab.dtype, np.floating) and not np.array_equal(lab, np.round(lab)):
+            raise ValueError("CellClasses: label must hold integer instance ids, got non-integer values.")
+        ids = lab[0].astype(np.int64)
+        if ids.size and ids.min() < 0:
+            raise ValueError(f"CellClasses: label ids must be >= 0 (0 = background), got {ids.min()}.")
+        classes = (ids > 0).astype(np.int64)
+        inner = ids.copy()
+        for _ in range(self.width):
+            edge = find_boundaries(inner, mode="inner") & (inner > 0)
+            classes[edge] = 2
+            inner[edge] = 0
+        return convert_to_dst_type(classes[None], label, dtype=torch.int64 if isinstance(label, torch.Tensor)
+                                   else np.int64)[0]

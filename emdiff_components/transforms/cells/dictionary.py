@@ -1,4 +1,4 @@
-"""Dictionary twins of the cell-mask transforms (grey-level masks, binarised sampled masks)."""
+"""Dictionary twins of the cell-mask transforms (grey-level masks, binarised sampled masks, three-class targets)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from collections.abc import Hashable, Mapping
 from monai.config import KeysCollection, NdarrayOrTensor
 from monai.transforms import MapTransform
 
-from .array import REFERENCE_MASK_THRESHOLD, BinarizeMask, GreyLevelMask
+from .array import REFERENCE_MASK_THRESHOLD, BinarizeMask, CellClasses, GreyLevelMask
 
-__all__ = ["BinarizeMaskd", "GreyLevelMaskd"]
+__all__ = ["BinarizeMaskd", "CellClassesd", "GreyLevelMaskd"]
 
 
 class GreyLevelMaskd(MapTransform):
@@ -92,4 +92,26 @@ class BinarizeMaskd(MapTransform):
         d = dict(data)
         for key in self.key_iterator(d):
             d[key] = self.binarize(d[key])
+        return d
+
+
+class CellClassesd(MapTransform):
+    """Dictionary twin of :class:`CellClasses`: instance masks under ``keys`` -> background / interior / boundary.
+
+    Args:
+        keys: keys of instance masks ``(1, [Z,] Y, X)``, default ``"label"``; replaced in place.
+        width: boundary width in pixels, default 1.
+        allow_missing_keys: skip missing keys.
+    """
+
+    backend = CellClasses.backend
+
+    def __init__(self, keys: KeysCollection = "label", width: int = 1, allow_missing_keys: bool = False) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.classes = CellClasses(width=width)
+
+    def __call__(self, data: Mapping[Hashable, NdarrayOrTensor]) -> dict[Hashable, NdarrayOrTensor]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            d[key] = self.classes(d[key])
         return d
