@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import importlib
-import re
 import pkgutil
+import re
 import unittest
 from pathlib import Path
 
@@ -22,7 +22,7 @@ class TestExports(unittest.TestCase):
     def test_future_import_and_all(self):
         for name, _ in modules():
             module = importlib.import_module(name)
-            source = Path(module.__file__).read_text()
+            source = Path(module.__file__).read_text(encoding="utf-8")
             self.assertIn("from __future__ import annotations", source, name)
             self.assertTrue(hasattr(module, "__all__"), f"{name} has no __all__")
             for symbol in module.__all__:
@@ -39,14 +39,15 @@ class TestExports(unittest.TestCase):
 
     def test_module_size(self):
         for path in ROOT.rglob("*.py"):
-            self.assertLessEqual(len(path.read_text().splitlines()), 500, f"{path} is longer than 500 lines")
+            lines = path.read_text(encoding="utf-8").splitlines()
+            self.assertLessEqual(len(lines), 500, f"{path} is longer than 500 lines")
 
     def test_no_hidden_randomness(self):
         """House rule 7: randomness comes from a generator argument or ``RandomizableTransform.R``."""
         global_calls = re.compile(r"\bnp\.random\.(?!default_rng|Generator|RandomState)\w+\(|(?<![\w.])random\.\w+\(")
         torch_draws = re.compile(r"torch\.(randn|rand|randint|randperm|normal)\(")
         for path in ROOT.rglob("*.py"):
-            for number, line in enumerate(path.read_text().splitlines(), 1):
+            for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
                 where = f"{path}:{number}: {line.strip()}"
                 self.assertIsNone(global_calls.search(line), where)
                 if torch_draws.search(line):
