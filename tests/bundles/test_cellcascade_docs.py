@@ -55,6 +55,18 @@ class TestCellCascadeReadme(unittest.TestCase):
             self.assertIn(f"--{name}", self.readme)
             self.assertIn(name, self.infer)
 
+    def test_segmentation_numbers_match_configs(self):
+        seg = load("segment_train.json")
+        self.assertIn(f"AdamW lr {seg['learning_rate']:.0e}".replace("e-0", "e-"), self.readme)
+        self.assertIn(f"crops of\n   {seg['patch_size'][0]} x {seg['patch_size'][1]}, batch {seg['batch_size']}", self.readme)
+        self.assertIn(f"{seg['percentiles'][0]:g}st and {seg['percentiles'][1]:g}th percentiles", self.readme)
+        self.assertIn(f"`synthetic_ratio` = {seg['synthetic_ratio']}", self.readme)
+        self.assertIn(f"`held_out` = {seg['held_out']}", self.readme)
+        self.assertEqual(seg["held_out"], load("segment.json")["held_out"])
+        self.assertIn(f"`demo_train_steps` = {self.infer['demo_train_steps']} steps of batch "
+                      f"{self.infer['demo_train_batch_size']}", self.readme)
+        self.assertIn(f"its `{load('evaluate.json')['fid_layer']}` layer", self.readme)
+
     def test_paper_and_builtin_3d_paths_are_named(self):
         self.assertIn("**That is the paper's path and its pretrained weights are not shipped here**", self.readme)
         self.assertIn("**Our built-in default** needs no pretrained model: `LiftMask3D`", self.readme)
