@@ -105,12 +105,12 @@ def _isbi(shared: Path, out_dir: str, membranes: bool) -> None:
 
 
 def _epfl(shared: Path, out_dir: str, classes: Sequence[str]) -> None:
-    folder = _need(shared / "epfl_hippocampus_6class_graphlab")
     unknown = [c for c in classes if c not in EPFL_CLASSES]
     if unknown or not classes or len(set(classes)) != len(classes):
         raise ValueError(
             f"convert_shared_data: epfl classes must be distinct names from {list(EPFL_CLASSES)}, got {list(classes)}."
         )
+    folder = _need(shared / "epfl_hippocampus_6class_graphlab")
     for split, numbers in _EPFL_SPLITS.items():
         images, labels = [], []
         for number in numbers:
