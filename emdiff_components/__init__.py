@@ -7,7 +7,17 @@ Importing the package needs only torch, numpy and monai; file formats and OpenCV
 from __future__ import annotations
 
 from . import data, diffusion, engines, losses, metrics, networks, transforms, utils
-from .utils import atomic_write, check_positive_ints, check_voxel_size, is_positive_int, natural_sort_key
+from .utils import (
+    atomic_write,
+    check_positive_ints,
+    check_voxel_size,
+    install_cause_last_hook,
+    is_positive_int,
+    natural_sort_key,
+    root_cause,
+)
+
+install_cause_last_hook()
 
 __all__ = [
     "data",
@@ -23,6 +33,8 @@ __all__ = [
     "natural_sort_key",
     "is_positive_int",
     "check_positive_ints",
+    "install_cause_last_hook",
+    "root_cause",
     "__version__",
 ]
 

@@ -10,11 +10,20 @@ import math
 import os
 import re
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 from typing import Iterator, Sequence
 
-__all__ = ["atomic_write", "natural_sort_key", "check_voxel_size", "is_positive_int", "check_positive_ints"]
+__all__ = [
+    "atomic_write",
+    "natural_sort_key",
+    "check_voxel_size",
+    "is_positive_int",
+    "check_positive_ints",
+    "install_cause_last_hook",
+    "root_cause",
+]
 
 
 @contextlib.contextmanager
@@ -100,3 +109,35 @@ def check_positive_ints(owner: str, **values: object) -> None:
     for name, value in values.items():
         if not is_positive_int(value):
             raise ValueError(f"{owner}: {name} must be a positive int, got {value!r}.")
+
+
+def root_cause(error: BaseException) -> BaseException:
+    """The innermost exception of ``error``'s chain (``__cause__``, else ``__context__``), ``error`` itself if none."""
+    seen = {id(error)}
+    while True:
+        inner = error.__cause__ or error.__context__
+        if inner is None or id(inner) in seen:
+            return error
+        seen.add(id(inner))
+        error = inner
+
+
+def install_cause_last_hook() -> None:
+    """Make the cause of an uncaught chained error the last line a user reads.
+
+    A bad input found while MONAI parses a bundle config surfaces as MONAI's ``RuntimeError: Failed to evaluate
+    ConfigExpression ...``, printed after a long traceback that hides the precise message (missing folder, shapes that
+    differ) far above. This hook prints the usual traceback and then ``Error: <cause type>: <message>``. It is
+    installed on ``import emdiff_components`` (the bundle configs import it) only when ``sys.excepthook`` is Python's
+    own, so IPython and other tools keep theirs.
+    """
+    if sys.excepthook is not sys.__excepthook__:
+        return
+
+    def hook(kind, value, traceback) -> None:
+        sys.__excepthook__(kind, value, traceback)
+        cause = root_cause(value) if value is not None else None
+        if cause is not None and cause is not value:
+            print(f"\nError: {type(cause).__name__}: {cause}", file=sys.stderr)
+
+    sys.excepthook = hook
