@@ -42,3 +42,6 @@ from .mask_sampler import mask_scheduler, sample_masks
 from .texture_inferer import ControlNetDenoiser, MaskConditionedTextureInferer, texture_scheduler
 
 __all__ += ["ControlNetDenoiser", "MaskConditionedTextureInferer", "mask_scheduler", "sample_masks", "texture_scheduler"]
+from .stable_diffusion import StableDiffusionTextureInferer, load_controlnet_pipeline
+
+__all__ += ["StableDiffusionTextureInferer", "load_controlnet_pipeline"]
