@@ -16,23 +16,34 @@ from unittest import mock
 import numpy as np
 import torch
 import torch.nn.functional as F
+from bundle_testing import load_script
 from parameterized import parameterized
 
-from emdiff_components.diffusion import SliceConsistentNoise, StableDiffusionTextureInferer, slice_consistent_noise
+from emdiff_components.diffusion import (
+    SliceConsistentNoise,
+    StableDiffusionTextureInferer,
+    load_controlnet_pipeline,
+    slice_consistent_noise,
+)
 from emdiff_components.diffusion import stable_diffusion as sd_module
 from emdiff_components.engines import texture_cells
 
 HAS_SD = all(importlib.util.find_spec(name) is not None for name in ("diffusers", "transformers"))
 SKIP_REASON = "diffusers / transformers not installed (pip install 'emdiff-components[sd]')"
 STEPS = 3
+FIXTURE = Path(__file__).resolve().parent / "controlldm_tiny.json"
 
 
-def build_tiny_pipeline(folder: str | os.PathLike, seed: int = 0) -> Path:
+def build_tiny_pipeline(
+    folder: str | os.PathLike, seed: int = 0, unet_channels: tuple[int, int] = (8, 16), vae_channels: int = 8,
+    norm_num_groups: int = 4, conditioning_channels: tuple[int, ...] = (4, 8, 8, 8),
+) -> Path:
     """A random StableDiffusionControlNetPipeline with SD 1.5's layout and scheduler, saved in the diffusers layout.
 
-    U-Net with cross-attention (4 latent channels, 2 levels), ControlNet copied from it with its zero-initialised
-    layers made random and its hint encoder variance-preserving (so the mask matters), a 4-level VAE (scale factor 8, as SD), a 1-layer CLIP text encoder, a
-    CLIP tokenizer from a 2-token vocab.json + merges.txt, SD 1.5's PNDM scheduler config.
+    U-Net with cross-attention (4 latent channels, 2 levels of ``unet_channels``), ControlNet copied from it with its
+    zero-initialised layers made random and its hint encoder variance-preserving (so the mask matters), a 4-level VAE
+    (scale factor 8, as SD), a 1-layer CLIP text encoder, a CLIP tokenizer from a 2-token vocab.json + merges.txt,
+    SD 1.5's PNDM scheduler config.
     """
     from diffusers import (
         AutoencoderKL,
@@ -45,18 +56,19 @@ def build_tiny_pipeline(folder: str | os.PathLike, seed: int = 0) -> Path:
 
     torch.manual_seed(seed)
     unet = UNet2DConditionModel(
-        block_out_channels=(8, 16), layers_per_block=1, sample_size=16, in_channels=4, out_channels=4,
+        block_out_channels=unet_channels, layers_per_block=1, sample_size=16, in_channels=4, out_channels=4,
         down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
-        cross_attention_dim=16, norm_num_groups=4, attention_head_dim=2,
+        cross_attention_dim=16, norm_num_groups=norm_num_groups, attention_head_dim=2,
     )
-    controlnet = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(4, 8, 8, 8))
+    controlnet = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=conditioning_channels)
     for name, parameter in controlnet.named_parameters():
         if name.startswith("controlnet_cond_embedding") and parameter.ndim == 4:
             torch.nn.init.kaiming_normal_(parameter)  # keeps the mask's signal through the 8 convolutions
         elif not parameter.any():
             torch.nn.init.normal_(parameter, std=0.3)
     vae = AutoencoderKL(
-        block_out_channels=(8, 8, 8, 8), in_channels=3, out_channels=3, latent_channels=4, norm_num_groups=4,
+        block_out_channels=(vae_channels,) * 4, in_channels=3, out_channels=3, latent_channels=4,
+        norm_num_groups=norm_num_groups,
         down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4, layers_per_block=1,
     )
     text_encoder = CLIPTextModel(CLIPTextConfig(
@@ -303,6 +315,59 @@ class TestStableDiffusionTextureInferer(unittest.TestCase):
         for kwargs, error, pattern in cases:
             with self.subTest(pattern=pattern), self.assertRaisesRegex(error, pattern):
                 StableDiffusionTextureInferer(**{k: str(v) for k, v in kwargs.items()}, device="cpu")
+
+
+@unittest.skipUnless(HAS_SD, SKIP_REASON)
+class TestControlLDMCheckpoint(unittest.TestCase):
+    """The public training's checkpoint layout (tiny, seeded weights; scripts/make_controlldm_fixture.py) read by
+    diffusers' from_single_file: the converted networks give the public code's classes' outputs."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        fixture = json.loads(FIXTURE.read_text())
+        make = load_script("make_controlldm_fixture")
+        cls.tmp = tempfile.TemporaryDirectory()
+        cls.checkpoint = Path(cls.tmp.name) / "last.ckpt"  # a Lightning checkpoint: the weights under "state_dict"
+        torch.save({"state_dict": make.seeded_state_dict(fixture["keys"]), "global_step": 1}, cls.checkpoint)
+        # the SD 1.5 folder of config_path, at the fixture's widths; its own (random) weights must not be read
+        cls.config = build_tiny_pipeline(Path(cls.tmp.name) / "config", seed=7, unet_channels=(32, 64), vae_channels=32,
+                                         norm_num_groups=32)
+        cls.pipe = load_controlnet_pipeline(cls.checkpoint, config_path=cls.config, device="cpu")
+        cls.inputs = make.fixture_inputs()
+        cls.expected = {k: torch.tensor(v["values"]).reshape(v["shape"]) for k, v in fixture["outputs"].items()}
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.tmp.cleanup()
+        torch.set_num_threads(cls.threads)
+
+    def test_networks_match_the_public_classes(self):
+        pipe, x, t, context = self.pipe, self.inputs["x"], self.inputs["t"], self.inputs["context"]
+        self.assertEqual(len(json.loads(FIXTURE.read_text())["keys"]), 533)
+        with torch.no_grad():
+            unet = pipe.unet(x, t, encoder_hidden_states=context).sample
+            down, mid = pipe.controlnet(x, t, encoder_hidden_states=context, controlnet_cond=self.inputs["hint"],
+                                        return_dict=False)
+            guided = pipe.unet(x, t, encoder_hidden_states=context, down_block_additional_residuals=down,
+                               mid_block_additional_residual=mid).sample
+            decoded = pipe.vae.decode(self.inputs["z"]).sample
+            text = pipe.text_encoder(self.inputs["tokens"])[0][:, :4]
+        norms = torch.stack([r.norm() for r in [*down, mid]])
+        for name, ours in (("unet", unet), ("controlnet_norms", norms), ("guided_unet", guided),
+                           ("vae_decode", decoded), ("text", text)):
+            with self.subTest(name=name):
+                torch.testing.assert_close(ours, self.expected[name], atol=1e-4, rtol=1e-4)
+        self.assertGreater(float((guided - unet).abs().max()), 0.1)  # the residuals matter
+
+    def test_inferer_reads_the_checkpoint(self):
+        inferer = StableDiffusionTextureInferer(str(self.checkpoint), config_path=str(self.config),
+                                                num_inference_steps=2, device="cpu")
+        out = inferer.sample(self.inputs["hint"][:, :1, ::8, ::8], generator=torch.Generator().manual_seed(0))
+        self.assertEqual(out.shape, (1, 1, 8, 8))
+        self.assertTrue(-1.0 <= float(out.min()) and float(out.max()) <= 1.0)
+        torch.testing.assert_close(inferer.pipeline.unet.conv_in.weight, self.pipe.unet.conv_in.weight, rtol=0, atol=0)
 
 
 class TestStableDiffusionWithoutDiffusers(unittest.TestCase):
