@@ -369,6 +369,17 @@ class TestControlLDMCheckpoint(unittest.TestCase):
         self.assertTrue(-1.0 <= float(out.min()) and float(out.max()) <= 1.0)
         torch.testing.assert_close(inferer.pipeline.unet.conv_in.weight, self.pipe.unet.conv_in.weight, rtol=0, atol=0)
 
+    def test_controlnet_checkpoint_with_an_sd_folder(self):
+        # the checkpoint's ControlNet on the folder's SD weights: its config comes from the folder's U-Net
+        pipe = load_controlnet_pipeline(self.config, controlnet_path=self.checkpoint, device="cpu")
+        inputs = self.inputs
+        with torch.no_grad():
+            down, mid = pipe.controlnet(inputs["x"], inputs["t"], encoder_hidden_states=inputs["context"],
+                                        controlnet_cond=inputs["hint"], return_dict=False)
+        norms = torch.stack([r.norm() for r in [*down, mid]])
+        torch.testing.assert_close(norms, self.expected["controlnet_norms"], atol=1e-4, rtol=1e-4)
+        self.assertFalse(torch.equal(pipe.unet.conv_in.weight, self.pipe.unet.conv_in.weight))  # the folder's U-Net
+
 
 class TestStableDiffusionWithoutDiffusers(unittest.TestCase):
     def test_missing_packages_name_the_install_command(self):
