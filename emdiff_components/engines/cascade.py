@@ -204,7 +204,9 @@ def texture_cells(
     Yilmaz et al., https://arxiv.org/abs/2411.11515. The condition is the mask's grey-level mask scaled to [0, 1]
     (``GreyLevelMask`` + ``ScaleIntensity``), which for one cell is the binary mask. ``inferer`` is a
     :class:`~emdiff_components.diffusion.MaskConditionedTextureInferer` (for stacks with a ``SliceConsistentNoise``
-    provider). The samples in [-1, 1] become ``(x + 1) / 2 * 255`` as the public ``generate_cells.py`` stores them.
+    provider; or the Stable Diffusion path, :class:`~emdiff_components.diffusion.StableDiffusionTextureInferer`, which
+    ignores ``network``: then ``network`` may be None and conditions start on ``device``, default the CPU). The samples
+    in [-1, 1] become ``(x + 1) / 2 * 255`` as the public ``generate_cells.py`` stores them.
 
     Returns:
         float32 textures of the masks' shape in [0, 255].
@@ -216,7 +218,8 @@ def texture_cells(
         raise ValueError(f"texture_cells: batch_size must be >= 1, got {batch_size}.")
     if len(masks) == 0:
         return np.zeros(masks.shape, np.float32)
-    device = device or next(network.parameters()).device
+    if device is None:
+        device = next(network.parameters()).device if network is not None else torch.device("cpu")
     generator = torch.Generator().manual_seed(seed)
     out = []
     for first in range(0, len(masks), batch_size):

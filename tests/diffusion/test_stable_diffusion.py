@@ -249,7 +249,7 @@ class TestStableDiffusionTextureInferer(unittest.TestCase):
                     for m in masks]
         np.testing.assert_allclose(textures, (torch.cat(expected)[:, 0].numpy() + 1.0) * 127.5, rtol=1e-6)
         stacks = np.repeat(masks[:, None], 3, axis=1)  # (2, Z=3, 16, 16) through the same call, no network
-        textures = texture_cells(self.inferer, None, stacks, batch_size=2, seed=4, device="cpu")
+        textures = texture_cells(self.inferer, None, stacks, batch_size=2, seed=4)  # no network: the CPU
         self.assertEqual(textures.shape, (2, 3, 16, 16))
         self.assertTrue(0.0 <= textures.min() and textures.max() <= 255.0)
 
