@@ -3,9 +3,10 @@ from __future__ import annotations
 from .allocator import keep_freed_memory
 from .blockwise import predict_blockwise, predict_volume_file, slice_intensity_range
 from .bundle_config import ablation_tag, default_bundle_root, sampling_tile_size, train_missing_model
+from .checkpoints import CheckpointError, ResumableCheckpoint, atomic_save, load_network_weights
+from .distributed import distributed_loader, process_rank
 from .ema import DelayedEMA
 from .export import DENOISER_INPUTS, denoiser_example_inputs, export_network, verify_denoiser_in_out
-from .checkpoints import CheckpointError, ResumableCheckpoint, atomic_save, load_network_weights
 from .figures import instances_to_rgb, label_to_rgb, save_panel_figure
 from .handlers import SegmentationFigure, SegmentationWriter
 from .remodel import remodel_volumes
@@ -19,6 +20,8 @@ __all__ = [
     "default_bundle_root",
     "train_missing_model",
     "sampling_tile_size",
+    "distributed_loader",
+    "process_rank",
     "CheckpointError",
     "ResumableCheckpoint",
     "atomic_save",

@@ -13,6 +13,7 @@ from ignite.handlers import Checkpoint
 from torch import nn
 
 from ..utils import atomic_write
+from .distributed import process_rank
 
 __all__ = ["CheckpointError", "ResumableCheckpoint", "atomic_save", "load_network_weights"]
 
@@ -38,6 +39,11 @@ class ResumableCheckpoint:
     :func:`atomic_save`. With ``resume=True`` a run that finds ``checkpoint.pt`` continues from its epoch. The engine the
     handler is attached to is saved too (under ``"trainer"``), so configs need not reference the trainer from its own
     handler list (which would be a circular reference).
+
+    Under ``torch.distributed`` (the ``multi_gpu_train.json`` overlays) every rank resumes from the file and only rank
+    0 writes; a ``DistributedDataParallel`` / ``DataParallel`` network is saved and loaded through its ``.module``, as
+    MONAI's ``CheckpointSaver`` does, so the files load into a bare network and a multi-GPU run resumes a
+    single-process one and the other way round.
 
     Args:
         save_dir: folder of the checkpoints.
@@ -86,7 +92,7 @@ class ResumableCheckpoint:
         requested_epochs = engine.state.max_epochs if engine is not None else None
         try:
             state = torch.load(self.checkpoint_path, map_location="cpu", weights_only=False)
-            Checkpoint.load_objects(to_load=self.save_dict, checkpoint=state)
+            Checkpoint.load_objects(to_load=self._unwrapped(), checkpoint=state)
         except Exception as err:
             raise CheckpointError(
                 f"cannot resume from {self.checkpoint_path}: {err}. Delete it to start afresh, or use another ckpt_dir."
@@ -98,12 +104,19 @@ class ResumableCheckpoint:
         return True
 
     def save(self, engine: Engine | None = None) -> None:
-        atomic_save({k: v.state_dict() for k, v in self.save_dict.items()}, self.checkpoint_path)
+        if process_rank() == 0:
+            atomic_save({k: v.state_dict() for k, v in self._unwrapped().items()}, self.checkpoint_path)
 
     def save_final(self, engine: Engine | None = None) -> None:
+        if process_rank() != 0:
+            return
         path = self.save_dir / self.final_filename
-        atomic_save(self.save_dict[self.network_key].state_dict(), path)
+        atomic_save(self._unwrapped()[self.network_key].state_dict(), path)
         logger.info("final weights written to %s", path)
+
+    def _unwrapped(self) -> dict[str, Any]:
+        wrappers = (nn.DataParallel, nn.parallel.DistributedDataParallel)
+        return {k: v.module if isinstance(v, wrappers) else v for k, v in self.save_dict.items()}
 
 
 def load_network_weights(network: nn.Module, path: str | os.PathLike, key: str | None = None) -> nn.Module:

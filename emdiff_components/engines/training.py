@@ -9,6 +9,8 @@ from monai.engines import SupervisedTrainer
 from monai.engines.utils import IterationEvents
 from monai.utils.enums import CommonKeys as Keys
 
+from .distributed import process_rank
+
 __all__ = ["DiffusionTrainingStep"]
 
 
@@ -23,7 +25,8 @@ class DiffusionTrainingStep:
         image_key: batch key of the image ``(B, 1, H, W)``.
         label_key: batch key of the integer label ``(B, 1, H, W)``.
         weight_key: batch key of the boundary map (``None`` or a missing key: no boundary term).
-        seed: seeds the generator that draws the training time steps.
+        seed: seeds the generator that draws the training time steps (under ``torch.distributed`` plus the
+            process's rank, so that the ranks of a multi-GPU run draw different time steps and noise).
         accumulation_steps: optimizer step every this many iterations, the gradients of the iterations in between
             summed (each loss divided by it, so the step sees their mean); default 1. NeuroDiff: batch 1, 2 steps.
 
@@ -47,7 +50,7 @@ class DiffusionTrainingStep:
         self.image_key = image_key
         self.label_key = label_key
         self.weight_key = weight_key
-        self.generator = torch.Generator().manual_seed(seed)
+        self.generator = torch.Generator().manual_seed(seed + process_rank())
 
     def __call__(self, engine: SupervisedTrainer, batchdata: dict[str, Any]) -> dict[str, torch.Tensor]:
         if batchdata is None:

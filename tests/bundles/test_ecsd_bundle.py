@@ -78,7 +78,7 @@ class TestECSDBundleConfigs(unittest.TestCase):
         )
 
     def test_overlays_resolve(self):
-        """The overlays only name ids that exist in the configs they extend (multi-GPU itself needs GPUs to run)."""
+        """The overlays only name ids that exist in the configs they extend (multi-GPU runs: test_multi_gpu.py)."""
         from monai.bundle import ConfigParser
 
         for base, overlay in (("train.json", "multi_gpu_train.json"), ("train.json", "cold_segdiff.json"),

@@ -111,7 +111,7 @@ class TestNeuroDiffBundleConfigs(unittest.TestCase):
                 self.assertFalse(parser[off])
 
     def test_overlays_resolve(self):
-        """The overlays only name ids whose parents exist in the configs they extend (multi-GPU needs GPUs to run)."""
+        """The overlays only name ids whose parents exist in the configs they extend (multi-GPU: test_multi_gpu.py)."""
         for base, overlay in (("train.json", "multi_gpu_train.json"), ("inference.json", "evaluate.json")):
             base_parser = ConfigParser()
             base_parser.read_config(str(CONFIGS / base))
