@@ -79,6 +79,11 @@ def train_generator(train: Path, root: Path, args) -> dict:
     """train_masks.json and train_texture.json on the training frames' cells; seconds of each."""
     out = {}
     for config, steps, batch in (("train_masks.json", args.mask_steps, 16), ("train_texture.json", args.texture_steps, 4)):
+        stage = "masks" if config == "train_masks.json" else "texture"
+        if args.reuse_generator and (root / "models" / stage / "model.pt").is_file():
+            logger.info("%s: reusing %s", config, root / "models" / stage / "model.pt")
+            out[config] = {"reused": str(root / "models" / stage / "model.pt")}
+            continue
         start, cpu = time.perf_counter(), time.process_time()
         wf = _workflow(config, "train", bundle_root=str(root), dataset_dir=str(train), num_steps=steps,
                        epoch_length=min(steps, 100), batch_size=batch, seed=0)
@@ -161,6 +166,9 @@ def print_tables(results: dict) -> None:
     if "generator" in results:
         print("\n| generator stage | steps x batch | seconds | last loss |\n|---|---|---|---|")
         for name, row in results["generator"].items():
+            if "reused" in row:
+                print(f"| {name} | reused {row['reused']} | | |")
+                continue
             print(f"| {name} | {row['steps']} x {row['batch_size']} | {row['seconds']:.0f} | {row['last_loss']:.4f} |")
     if "synthesis" in results:
         s = results["synthesis"]
@@ -200,6 +208,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--quick", action="store_true", help="smoke run: a few steps of everything")
     parser.add_argument("--work", default=None, help="keep intermediate files here (default: a temporary folder)")
+    parser.add_argument("--reuse-generator", action="store_true",
+                        help="keep a stage's model already in <work>/generator/models (an earlier run's) instead of training")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.quick:
