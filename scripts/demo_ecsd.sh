@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # ECSD demo: train, segment and evaluate on the generated synthetic demo data (bundles/ecsd/demo_data).
-# Short settings so it finishes in minutes on a CPU; the paper's settings are the config defaults.
+# Short settings so it finishes in minutes on a CPU, in bundles/ecsd/configs/demo.json: an overlay that train, inference
+# and evaluate share, so every ECSD command given it reads the demo model. The paper's settings are the config defaults.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bundle=bundles/ecsd
-demo=(--bundle_root "$bundle" --patch_size "[96,96]" --channels "[32, 64, 128, 256]" --filter_size "[96, 96]" --num_inference_steps 10)
-python -m monai.bundle run training --config_file "$bundle/configs/train.json" "${demo[@]}" \
-    --epochs 60 --batch_size 2 --learning_rate 0.0004 --val_interval 30 --use_checkpointing False
-python -m monai.bundle run --config_file "$bundle/configs/inference.json" "${demo[@]}"
-python -m monai.bundle run --config_file "['$bundle/configs/inference.json','$bundle/configs/evaluate.json']" "${demo[@]}"
+configs=bundles/ecsd/configs
+python -m monai.bundle run training --config_file "['$configs/train.json','$configs/demo.json']"
+python -m monai.bundle run --config_file "['$configs/inference.json','$configs/demo.json']"
+python -m monai.bundle run --config_file "['$configs/inference.json','$configs/evaluate.json','$configs/demo.json']"
 echo
-echo "Masks:   $bundle/outputs/inference/masks/"
-echo "Metrics: $bundle/outputs/evaluate/metrics.json and metrics.csv"
-echo "Figure:  $bundle/outputs/evaluate/figure.png"
+echo "Masks:   bundles/ecsd/outputs/inference/masks/"
+echo "Metrics: bundles/ecsd/outputs/evaluate/metrics.json and metrics.csv"
+echo "Figure:  bundles/ecsd/outputs/evaluate/figure.png"
+echo "Segment another image with the demo model:"
+echo "  python -m monai.bundle run --config_file \"['$configs/inference.json','$configs/demo.json']\" --input IMAGE"

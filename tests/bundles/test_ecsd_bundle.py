@@ -97,6 +97,38 @@ class TestECSDBundleConfigs(unittest.TestCase):
         parser.read_config([str(CONFIGS / "train.json"), str(CONFIGS / "cold_segdiff.json")])
         self.assertFalse(parser["use_boundary_loss"])
 
+    def test_demo_overlay_is_shared(self):
+        """demo.json serves train, inference and inference + evaluate: it names only the configs' own ids (inference
+        lacks just the training schedule), and with it the three build the same network and sampler, so the demo's
+        model loads in every command given the overlay; the demo script passes it and nothing else."""
+        from monai.bundle import ConfigParser
+
+        demo = {k: v for k, v in json.loads((CONFIGS / "demo.json").read_text()).items() if not k.startswith("_")}
+        training_only = {"epochs", "learning_rate", "val_interval"}
+        built = {}
+        for files in (["train.json"], ["inference.json"], ["inference.json", "evaluate.json"]):
+            base = ConfigParser()
+            base.read_config([str(CONFIGS / f) for f in files])
+            expected = set(demo) - (set() if files == ["train.json"] else training_only)
+            self.assertEqual({k for k in demo if k in base}, expected, files)
+            parser = ConfigParser()
+            parser.read_config([str(CONFIGS / f) for f in [*files, "demo.json"]])
+            args = {k: parser.get_parsed_content(f"network_def#{k}") for k in parser["network_def"] if k != "_target_"}
+            sampler = {k: parser.get_parsed_content(k) for k in ("num_inference_steps", "patch_size", "sampler")}
+            network = parser.get_parsed_content("network_def")
+            built[tuple(files)] = (args, sampler, {k: tuple(v.shape) for k, v in network.state_dict().items()})
+        (train, infer, evaluate) = built.values()
+        self.assertEqual(train, infer)
+        self.assertEqual(train, evaluate)
+        self.assertEqual(train[0]["channels"], [32, 64, 128, 256])
+        self.assertEqual((train[0]["filter_size"], train[1]["num_inference_steps"]), ([96, 96], 10))
+        commands = [line for line in (REPO / "scripts" / "demo_ecsd.sh").read_text().splitlines()
+                    if line.startswith("python -m monai.bundle run")]
+        self.assertEqual(len(commands), 3)
+        for line in commands:
+            self.assertIn("$configs/demo.json']\"", line)
+            self.assertNotIn(" --", line.split("--config_file")[1])  # no setting outside the overlay
+
     def test_metadata_verifies_offline(self):
         bundle_testing.assert_metadata_verifies(self, CONFIGS)
 
