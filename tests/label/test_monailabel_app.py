@@ -250,8 +250,10 @@ class TestMONAILabelApp(unittest.TestCase):
         self.assertEqual(sorted(self.info["trainers"]), ["biedsnet", "cellcascade", "ecsd", "neurodiff"])
         self.assertEqual(self.info["models"]["ecsd"]["labels"], {"foreground": 1})
         self.assertEqual(self.info["models"]["neurodiff"]["dimension"], 3)
-        self.assertEqual(self.info["trainers"]["ecsd"]["config"], {"pretrained": True, "epochs": 70})
-        self.assertEqual(self.info["trainers"]["cellcascade"]["config"], {"pretrained": True, "num_steps": 2000})
+        # the train options are the bundle's own length ids at their config values
+        for model, config, key in (("ecsd", "train.json", "epochs"), ("cellcascade", "segment_train.json", "num_steps")):
+            default = json.loads((REPO / "bundles" / model / "configs" / config).read_text())[key]
+            self.assertEqual(self.info["trainers"][model]["config"], {"pretrained": True, key: default})
 
     def test_2d_masks_equal_the_bundle_run_and_segment(self):
         for model in ("ecsd", "biedsnet"):
