@@ -166,9 +166,11 @@ def _parses(files: Sequence[Path]) -> Exception | None:
 
 def check_configs_parse(configs: Sequence[Path], names: Mapping[Path, Path]) -> None:
     """Every config reads and parses with ``ConfigParser``: alone, or, for an overlay (ids such as
-    ``train#dataloader#sampler``), on top of ``inference.json`` or ``train.json``. References are resolved later, per
+    ``train#dataloader#sampler``), on top of ``inference.json``, ``train.json`` or, failing those, another config of the
+    bundle (CellCascade's ``multi_gpu_train.json`` extends ``train_masks.json``). References are resolved later, per
     network."""
     bases = [p for name in BASE_CONFIGS for p in configs if p.name == name]
+    bases += [p for p in configs if p not in bases and p.suffix == ".json" and p.name != "metadata.json"]
     for path in configs:
         err = _parses([path])
         if err is not None and not any(_parses([base, path]) is None for base in bases if base != path):

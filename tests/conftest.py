@@ -1,7 +1,9 @@
-"""Shared pytest fixtures: one torch thread per xdist worker; where the real data sets are (``../shared/data``)."""
+"""Shared pytest fixtures: one torch thread per xdist worker, the locale kept across tests; where the real data sets are
+(``../shared/data``)."""
 
 from __future__ import annotations
 
+import locale
 import os
 from pathlib import Path
 
@@ -24,6 +26,17 @@ def _one_thread_per_xdist_worker():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+@pytest.fixture(autouse=True)
+def _keep_locale():
+    """Restore the locale after every test: ITK's GDCM (tests that write DICOM with ITK directly) sets it to "C", which
+    makes Python's default text encoding ASCII for every later test of the worker (the package's own ITK calls restore
+    it themselves, ``data/itk_io.py``)."""
+    saved = locale.setlocale(locale.LC_ALL)
+    yield
+    if locale.setlocale(locale.LC_ALL) != saved:
+        locale.setlocale(locale.LC_ALL, saved)
 
 
 def _shared_data_path() -> Path:

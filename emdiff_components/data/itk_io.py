@@ -13,6 +13,8 @@ which :func:`~emdiff_components.data.read_image` turns into ``ImageReadError``. 
 
 from __future__ import annotations
 
+import functools
+import locale
 import os
 from dataclasses import dataclass
 
@@ -34,6 +36,23 @@ _NM_PER_MM = 1e6
 _WRITABLE_DTYPES = (np.uint8, np.uint16, np.int16, np.uint32, np.int32, np.float32, np.float64)
 
 
+def _keeps_locale(function):
+    """Restore the process locale after ``function``: ITK's GDCM sets ``LC_ALL`` to "C" while reading DICOM, which turns
+    Python's default text encoding to ASCII for the rest of the process (a UTF-8 README or config then fails to open)."""
+
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        saved = locale.setlocale(locale.LC_ALL)
+        try:
+            return function(*args, **kwargs)
+        finally:
+            if locale.setlocale(locale.LC_ALL) != saved:
+                locale.setlocale(locale.LC_ALL, saved)
+
+    return wrapper
+
+
+@_keeps_locale
 def is_dicom_series(path: str | os.PathLike) -> bool:
     """Whether ``path`` is a folder holding DICOM files (named ``*.dcm`` / ``*.dicom`` / ``*.ima``, or starting with
     the DICOM preamble ``DICM`` at byte 128), which the readers take as one DICOM series.
@@ -56,6 +75,7 @@ def is_dicom_series(path: str | os.PathLike) -> bool:
     return False
 
 
+@_keeps_locale
 def _dicom_series_files(folder: str) -> list[str]:
     """The files of the one DICOM series in ``folder``, in slice order (GDCM sorts them by position).
 
@@ -98,6 +118,7 @@ class _ItkGeometry:
         image.SetDirection(itk.matrix_from_array(np.ascontiguousarray(self.direction, dtype=np.float64)))
 
 
+@_keeps_locale
 def _read_geometry(path: str) -> _ItkGeometry:
     """The geometry of an ITK-readable file (or DICOM series folder) from its header(s), without reading the voxels.
 
@@ -124,6 +145,7 @@ def _read_geometry(path: str) -> _ItkGeometry:
     )
 
 
+@_keeps_locale
 def _itk_read(path: str, key: str | None) -> np.ndarray:
     """Voxels of an ITK-readable file or DICOM series folder, (Z, Y, X) or (Y, X), in the stored pixel type."""
     image = itk.imread(_dicom_series_files(path) if os.path.isdir(path) else path)
@@ -133,6 +155,7 @@ def _itk_read(path: str, key: str | None) -> np.ndarray:
     return itk.array_from_image(image)
 
 
+@_keeps_locale
 def _itk_voxel_size(path: str, key: str | None) -> tuple[float, ...] | None:
     """ITK spacing (mm) as the registry's voxel size: nm, (Z, Y, X), without the singleton axes read_image squeezes."""
     geometry = _read_geometry(path)
@@ -140,6 +163,7 @@ def _itk_voxel_size(path: str, key: str | None) -> tuple[float, ...] | None:
     return tuple(sizes) or None
 
 
+@_keeps_locale
 def _itk_write(path: str, array: np.ndarray, key: str | None, like: str | None = None) -> None:
     """Write ``array`` through ITK (format by extension; compressed); with ``like``, the image takes its geometry.
 
