@@ -12,7 +12,7 @@ import subprocess
 import sys
 from collections.abc import Mapping, Sequence
 
-__all__ = ["peak_rss_gb", "run_json_child"]
+__all__ = ["bundle_workflow", "peak_rss_gb", "run_json_child"]
 
 
 def peak_rss_gb() -> float:
@@ -31,3 +31,15 @@ def run_json_child(args: Sequence[str], env: Mapping[str, str] | None = None, wh
         # "(exit code N)": negative N is the signal that killed it (-9: most likely out of memory)
         raise RuntimeError(f"{what} failed (exit code {done.returncode}):\n{done.stderr[-4000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def bundle_workflow(configs, config, workflow_type: str, **overrides):
+    """A bundle's ``ConfigWorkflow`` from ``configs`` (its folder) for ``config`` (a file name or a list of overlays),
+    with its metadata and logging files, initialized."""
+    from monai.bundle import ConfigWorkflow
+
+    files = [str(configs / c) for c in ([config] if isinstance(config, str) else config)]
+    wf = ConfigWorkflow(config_file=files, meta_file=str(configs / "metadata.json"),
+                        logging_file=str(configs / "logging.conf"), workflow_type=workflow_type, **overrides)
+    wf.initialize()
+    return wf

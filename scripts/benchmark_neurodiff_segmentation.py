@@ -42,7 +42,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the scripts folder: benchmark_common
-from benchmark_common import peak_rss_gb, run_json_child  # noqa: E402
+from benchmark_common import bundle_workflow, peak_rss_gb, run_json_child  # noqa: E402
 
 logger = logging.getLogger("benchmark_neurodiff_segmentation")
 
@@ -63,18 +63,7 @@ def _load(name: str):
 
 
 def _workflow(config, workflow_type: str, **overrides):
-    from monai.bundle import ConfigWorkflow
-
-    files = [str(CONFIGS / c) for c in ([config] if isinstance(config, str) else config)]
-    wf = ConfigWorkflow(
-        config_file=files,
-        meta_file=str(CONFIGS / "metadata.json"),
-        logging_file=str(CONFIGS / "logging.conf"),
-        workflow_type=workflow_type,
-        **overrides,
-    )
-    wf.initialize()
-    return wf
+    return bundle_workflow(CONFIGS, config, workflow_type, **overrides)
 
 
 def labelled_subset(data: Path, out: Path, fraction: float, depth: int = 16) -> Path:
