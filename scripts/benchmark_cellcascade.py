@@ -90,11 +90,12 @@ def train_generator(train: Path, root: Path, args) -> dict:
 
 def synthesize(root: Path, train: Path, args) -> dict:
     """inference.json stage by stage (timed), then the files; run in a fresh process for its peak memory."""
-    from emdiff_components.engines import write_populations
+    from emdiff_components.engines import single_cell_datalist, write_populations
 
     wf = _workflow("inference.json", "infer", bundle_root=str(root), dataset_dir=str(train), train_missing=False,
                    num_masks=args.num_masks, num_images=args.num_images, num_stacks=args.num_stacks,
-                   num_lifted=args.num_lifted, num_inference_steps=args.sampling_steps, progress=False)
+                   num_lifted=args.num_lifted, num_inference_steps=args.sampling_steps, mask_threshold=args.mask_threshold,
+                   progress=False)
     seconds = {}
     for stage in STAGES_2D + STAGES_3D:
         start = time.perf_counter()
@@ -105,11 +106,16 @@ def synthesize(root: Path, train: Path, args) -> dict:
     write_populations(out_dir / "2d", images, labels)
     stacks, stack_labels = wf.parser.get_parsed_content("populations_3d")
     write_populations(out_dir / "3d", stacks, stack_labels)
-    num_masks = len(wf.parser.get_parsed_content("cell_masks"))
+    masks = wf.parser.get_parsed_content("cell_masks")
+    crop_size = json.loads((CONFIGS / "train_masks.json").read_text())["crop_size"]
+    real = single_cell_datalist(train, crop_size, masks.shape[-1], wf.parser.get_parsed_content("min_cell_size"))
+    real_area = [float(np.count_nonzero(c["label"])) for c in real]
     cells_2d = [int(np.count_nonzero(np.unique(lab))) for lab in labels]
     return {
         "seconds": seconds,
-        "num_masks_kept": num_masks,
+        "num_masks_kept": len(masks),
+        "mask_area_px_p10_p50_p90": np.percentile(masks.sum((1, 2)), [10, 50, 90]).tolist(),
+        "real_area_px_p10_p50_p90": np.percentile(real_area, [10, 50, 90]).tolist(),
         "num_images": len(images),
         "num_stacks": len(stacks),
         "cells_per_image": cells_2d,
@@ -152,7 +158,8 @@ def fid(root: Path, train: Path, segmentation_root: Path, args) -> dict:
     """evaluate.json: FID of masks and textures in the real-only segmentation network's features."""
     _workflow(["inference.json", "evaluate.json"], "infer", bundle_root=str(root), dataset_dir=str(train),
               segmentation_ckpt_path=str(segmentation_root / "models" / "segmentation" / "model.pt"),
-              segmentation_features=args.features, num_inference_steps=args.sampling_steps, progress=False).run()
+              segmentation_features=args.features, num_inference_steps=args.sampling_steps,
+              mask_threshold=args.mask_threshold, progress=False).run()
     return json.loads((root / "outputs" / "evaluate" / "fid.json").read_text())
 
 
@@ -167,7 +174,9 @@ def print_tables(results: dict) -> None:
     if "synthesis" in results:
         s = results["synthesis"]
         print(f"\nSynthesis: {s['num_images']} 2D images ({s['seconds_per_2d_image']:.1f} s each), {s['num_stacks']} 3D "
-              f"stacks ({s['seconds_per_3d_stack']:.1f} s each), cells per image {s['cells_per_image']}, peak "
+              f"stacks ({s['seconds_per_3d_stack']:.1f} s each), cells per image {s['cells_per_image']}, "
+              f"{s['num_masks_kept']} masks kept, area p10 / p50 / p90 {s['mask_area_px_p10_p50_p90']} px (real "
+              f"cells {s['real_area_px_p10_p50_p90']}), peak "
               f"{s['peak_rss_gb']:.2f} GB; stage seconds {', '.join(f'{k} {v:.0f}' for k, v in s['seconds'].items())}")
     if "segmentation" in results:
         seg = results["segmentation"]
@@ -193,6 +202,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--mask-steps", type=int, default=800, help="mask DDPM iterations (batch 16)")
     parser.add_argument("--texture-steps", type=int, default=1200, help="texture model iterations (batch 4)")
     parser.add_argument("--sampling-steps", type=int, default=50, help="DDIM steps (paper: 50)")
+    parser.add_argument("--mask-threshold", type=float, default=0.0, help="binarisation of the sampled masks")
     parser.add_argument("--num-masks", type=int, default=64, help="sampled cells the populations draw from")
     parser.add_argument("--num-lifted", type=int, default=4, help="masks lifted to 3D stacks")
     parser.add_argument("--num-images", type=int, default=8, help="synthetic 2D populations")
@@ -224,7 +234,7 @@ def main(argv: list[str] | None = None) -> dict:
         child = [__file__, "--child", f"{generator}::{train}", "--threads", str(args.threads),
                  "--num-masks", str(args.num_masks), "--num-lifted", str(args.num_lifted),
                  "--num-images", str(args.num_images), "--num-stacks", str(args.num_stacks),
-                 "--sampling-steps", str(args.sampling_steps)]
+                 "--sampling-steps", str(args.sampling_steps), "--mask-threshold", str(args.mask_threshold)]
         results["synthesis"] = run_json_child(child, what="synthesis")
         results["segmentation"] = segmentation(train, test, Path(results["synthesis"]["synthetic_dir"]), work, args)
         results["fid"] = fid(generator, train, Path(results["segmentation"]["real_only_root"]), args)

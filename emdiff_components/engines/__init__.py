@@ -52,6 +52,7 @@ from .population import compose_population
 __all__ += ["compose_population"]
 from .cascade import (
     cell_fid,
+    cell_masks_from_samples,
     compose_populations,
     lift_cell_masks,
     load_mesh_stacks,
@@ -64,6 +65,7 @@ from .cascade import (
 
 __all__ += [
     "cell_fid",
+    "cell_masks_from_samples",
     "compose_populations",
     "lift_cell_masks",
     "load_mesh_stacks",

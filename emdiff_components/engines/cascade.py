@@ -30,6 +30,7 @@ from .population import compose_population
 
 __all__ = [
     "cell_fid",
+    "cell_masks_from_samples",
     "compose_populations",
     "lift_cell_masks",
     "load_mesh_stacks",
@@ -99,37 +100,77 @@ def sample_cell_masks(
     batch_size: int | None = None,
     min_size: int = 16,
     largest_component: bool = True,
+    threshold: float = 0.0,
+    drop_border: bool = True,
     progress: bool = False,
 ) -> np.ndarray:
-    """Stage 1: binary single-cell masks from the mask DDPM (DDIM, eta of ``scheduler``, the public binarisation).
+    """Stage 1: binary single-cell masks from the mask DDPM (DDIM, eta of ``scheduler``), binarised at ``threshold``.
 
     Yilmaz et al., https://arxiv.org/abs/2411.11515; :func:`~emdiff_components.diffusion.sample_masks` does the
-    sampling. A mask must be one object to become one instance of a population: with ``largest_component`` only its
-    largest 8-connected component is kept (the public script keeps every pixel), and masks left with fewer than
-    ``min_size`` pixels are dropped (logged).
+    sampling. The mask model here learns 0 / 1 masks scaled to [-1, 1] (``train_masks.json``), so the default
+    ``threshold`` is their midpoint, 0. The public script keeps every pixel above ``-1 + 1/255``
+    (:data:`~emdiff_components.transforms.cells.array.REFERENCE_MASK_THRESHOLD`), made for grey-level masks whose
+    background a long-trained model returns at exactly -1; a model trained for a CPU budget leaves its background
+    above that (README, "Stage 1"), and every pixel becomes cell.
+
+    A mask must be one centred cell to become one instance of a population: with ``largest_component`` only its
+    largest 8-connected component is kept (the public script keeps every pixel); with ``drop_border`` a mask that
+    touches the crop's edge is dropped (real single-cell crops are centred with a margin, see
+    :func:`single_cell_datalist`), unless every mask does (a demo model's filled crops: then they are kept, with a
+    warning); masks left with fewer than ``min_size`` pixels are dropped. Drops are logged.
 
     Returns:
         ``(n, S, S)`` uint8 0 / 1 masks, ``n <= num_masks``.
 
     Raises:
-        RuntimeError: every sampled mask was empty or too small (an untrained model samples noise).
+        RuntimeError: every sampled mask is smaller than ``min_size``.
     """
     generator = torch.Generator().manual_seed(seed)
-    masks = sample_masks(network, scheduler, num_masks, (1, image_size, image_size), generator=generator,
-                         num_inference_steps=num_inference_steps, batch_size=batch_size, progress=progress)
-    kept = []
-    for mask in masks[:, 0].cpu().numpy() > 0:
+    samples = sample_masks(network, scheduler, num_masks, (1, image_size, image_size), generator=generator,
+                           num_inference_steps=num_inference_steps, batch_size=batch_size, threshold=None,
+                           progress=progress)
+    return cell_masks_from_samples(samples[:, 0].cpu().numpy(), threshold, min_size, largest_component, drop_border)
+
+
+def cell_masks_from_samples(
+    samples: np.ndarray,
+    threshold: float = 0.0,
+    min_size: int = 16,
+    largest_component: bool = True,
+    drop_border: bool = True,
+) -> np.ndarray:
+    """The single-cell masks among ``(n, S, S)`` raw mask samples in [-1, 1] (the filters of :func:`sample_cell_masks`).
+
+    Returns:
+        ``(k, S, S)`` uint8 0 / 1 masks, ``k <= n``, in the order of ``samples``.
+
+    Raises:
+        RuntimeError: every sample is smaller than ``min_size``.
+    """
+    kept, at_edge, small = [], [], 0
+    for mask in np.asarray(samples) > threshold:
         if largest_component and mask.any():
             components, _ = ndimage.label(mask, structure=np.ones((3, 3)))
             mask = components == 1 + int(np.argmax(np.bincount(components.ravel())[1:]))
-        if mask.sum() >= min_size:
+        if mask.sum() < min_size:
+            small += 1
+        elif drop_border and (mask[0].any() or mask[-1].any() or mask[:, 0].any() or mask[:, -1].any()):
+            at_edge.append(mask.astype(np.uint8))
+        else:
             kept.append(mask.astype(np.uint8))
-    if len(kept) < num_masks:
-        logger.info("sample_cell_masks: %d of %d masks kept (>= %d px).", len(kept), num_masks, min_size)
+    if not kept and at_edge:
+        logger.warning(
+            "sample_cell_masks: every one of the %d masks kept touches the crop's edge: the mask model samples filled "
+            "crops (a demo model, or too little training); they are used as they are, and the populations show "
+            "squares.", len(at_edge))
+        kept, at_edge = at_edge, []
+    if len(kept) < len(samples):
+        logger.info("sample_cell_masks: %d of %d masks kept (%d under %d px, %d touching the crop's edge).",
+                    len(kept), len(samples), small, min_size, len(at_edge))
     if not kept:
         raise RuntimeError(
-            f"sample_cell_masks: none of the {num_masks} sampled masks holds a cell of >= {min_size} pixels; is the "
-            "mask model trained (train_masks.json)?"
+            f"sample_cell_masks: all {len(samples)} sampled masks have fewer than {min_size} pixels at threshold "
+            f"{threshold}; is the mask model trained (train_masks.json)?"
         )
     return np.stack(kept)
 
@@ -304,6 +345,8 @@ def cell_fid(
     batch_size: int = 16,
     seed: int = 0,
     min_size: int = 16,
+    mask_threshold: float = 0.0,
+    drop_border: bool = True,
 ) -> dict:
     """FID of the mask stage and of the texture stage against real single cells, in a network trained here.
 
@@ -312,7 +355,8 @@ def cell_fid(
     ``segment_train.json`` (``down_2`` of MONAI's ``BasicUNet``: 64 channels), compared by MONAI's ``FIDMetric``
     (:func:`~emdiff_components.metrics.fid_3d`). Numbers are comparable between runs of this code, not with the paper's.
 
-    - masks: ``num_masks`` (default: as many as real cells) sampled masks vs the real masks, both 0 / 1;
+    - masks: ``num_masks`` (default: as many as real cells) sampled masks (:func:`sample_cell_masks` with
+      ``mask_threshold`` and ``drop_border``) vs the real masks, both 0 / 1;
     - textures: the texture model run on the *real* masks (so that only the texture differs) vs the real crops; both
       scaled to [0, 1] with the cells' intensity range (the texture model's [-1, 1] range) and zero outside the cell,
       as the real crops hold the cell's own pixels only.
@@ -328,7 +372,8 @@ def cell_fid(
     real_images = (real_images - low) / max(high - low, 1e-12) * real_masks
     num_masks = len(cells) if num_masks is None else int(num_masks)
     sampled = sample_cell_masks(mask_network, mask_scheduler, num_masks, real_masks.shape[-1], num_inference_steps,
-                                seed=seed, batch_size=batch_size, min_size=min_size)
+                                seed=seed, batch_size=batch_size, min_size=min_size, threshold=mask_threshold,
+                                drop_border=drop_border)
     textures = texture_cells(texture_inferer, texture_network, real_masks, batch_size, seed=seed + 1) / 255.0 * real_masks
     result = {
         "mask_fid": fid_3d(_crop_features(feature_network, real_masks, layer),
