@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +54,9 @@ class ResumableCheckpoint:
         save_interval: epochs between saves.
         final_filename: file name of the final network weights.
         resume: load ``checkpoint.pt`` when the run starts, if it exists.
+        min_seconds: a due save is skipped while fewer than ``min_seconds`` have passed since this run's last write
+            (the first due save always writes, and so does the end of the run when a save was skipped), so that short
+            epochs do not rewrite a large checkpoint every few seconds; a killed run loses at most that much time.
     """
 
     def __init__(
@@ -63,17 +67,23 @@ class ResumableCheckpoint:
         save_interval: int = 1,
         final_filename: str = "model.pt",
         resume: bool = True,
+        min_seconds: float = 0.0,
     ) -> None:
         if network_key not in save_dict:
             raise ValueError(f"ResumableCheckpoint: network_key {network_key!r} is not in save_dict {list(save_dict)}.")
         if save_interval < 1:
             raise ValueError(f"ResumableCheckpoint: save_interval must be >= 1, got {save_interval}.")
+        if min_seconds < 0:
+            raise ValueError(f"ResumableCheckpoint: min_seconds must be >= 0, got {min_seconds}.")
         self.save_dir = Path(save_dir)
         self.save_dict = dict(save_dict)
         self.network_key = network_key
         self.save_interval = save_interval
         self.final_filename = final_filename
         self.resume = resume
+        self.min_seconds = float(min_seconds)
+        self._last_write: float | None = None
+        self._skipped = False
 
     @property
     def checkpoint_path(self) -> Path:
@@ -103,13 +113,22 @@ class ResumableCheckpoint:
             logger.info("resumed from %s at epoch %d of %d", self.checkpoint_path, engine.state.epoch, requested_epochs)
         return True
 
-    def save(self, engine: Engine | None = None) -> None:
-        if process_rank() == 0:
-            atomic_save({k: v.state_dict() for k, v in self._unwrapped().items()}, self.checkpoint_path)
+    def save(self, engine: Engine | None = None, force: bool = False) -> None:
+        """Write ``checkpoint.pt`` (rank 0), unless ``min_seconds`` have not passed since the last write."""
+        if process_rank() != 0:
+            return
+        now = time.monotonic()
+        if not force and self._last_write is not None and now - self._last_write < self.min_seconds:
+            self._skipped = True
+            return
+        atomic_save({k: v.state_dict() for k, v in self._unwrapped().items()}, self.checkpoint_path)
+        self._last_write, self._skipped = now, False
 
     def save_final(self, engine: Engine | None = None) -> None:
         if process_rank() != 0:
             return
+        if self._skipped:
+            self.save(engine, force=True)
         path = self.save_dir / self.final_filename
         atomic_save(self._unwrapped()[self.network_key].state_dict(), path)
         logger.info("final weights written to %s", path)

@@ -6,7 +6,7 @@ import unittest
 from pathlib import Path
 
 import torch
-from ignite.engine import Engine
+from ignite.engine import Engine, Events
 from torch import nn
 
 from emdiff_components.engines import CheckpointError, ResumableCheckpoint, atomic_save, load_network_weights
@@ -85,6 +85,32 @@ class TestResumableCheckpoint(unittest.TestCase):
             self.assertEqual(trainer.state.epoch, 3)
             for p, q in zip(full.parameters(), resumed.parameters()):
                 torch.testing.assert_close(p, q)
+
+    def test_min_seconds_skips_saves_and_the_end_writes_the_last_epoch(self):
+        net = tiny_net(0)
+        opt = torch.optim.SGD(net.parameters(), lr=0.1)
+        saved_epochs = []
+
+        def step(engine, batch):
+            opt.zero_grad()
+            net(torch.ones(1, 1, 4, 4)).mean().backward()
+            opt.step()
+
+        with tempfile.TemporaryDirectory() as tmp:
+            trainer = Engine(step)
+            handler = ResumableCheckpoint(tmp, {"model": net, "optimizer": opt}, min_seconds=3600)
+            handler.attach(trainer)
+
+            @trainer.on(Events.EPOCH_COMPLETED)
+            def record(engine):  # runs after the handler's save: which epoch does checkpoint.pt hold now?
+                saved_epochs.append(torch.load(handler.checkpoint_path, weights_only=False)["trainer"]["iteration"] // 2)
+
+            trainer.run(range(2), max_epochs=4)
+            # epoch 1 writes (the first due save); epochs 2-4 fall inside the hour and are skipped; the end writes 4
+            self.assertEqual(saved_epochs, [1, 1, 1, 1])
+            self.assertEqual(torch.load(handler.checkpoint_path, weights_only=False)["trainer"]["iteration"], 4 * 2)
+        with self.assertRaisesRegex(ValueError, "min_seconds"):
+            ResumableCheckpoint("x", {"model": tiny_net()}, min_seconds=-1)
 
     def test_corrupt_checkpoint_is_reported(self):
         with tempfile.TemporaryDirectory() as tmp:
