@@ -69,11 +69,12 @@ import torch.nn.functional as F
 from ignite.engine import Events
 from monai.bundle import ConfigWorkflow
 from monai.engines import SupervisedTrainer
+from monai.handlers import from_engine
 from monai.inferers import Inferer, SimpleInferer, SlidingWindowInferer
 from monai.losses import DiceCELoss
 from monai.networks.nets import BasicUNet
 
-from emdiff_components.engines import atomic_save
+from emdiff_components.engines import TrainingProgress, atomic_save
 from emdiff_components.utils import atomic_write
 
 __all__ = [
@@ -191,16 +192,19 @@ class MarkCheckpoints:
     Args:
         marks_min: increasing marks in CPU-minutes.
         save: called as ``save(index)`` to write the weights of mark ``index``.
-        on_start: called as ``on_start(engine, seconds_per_iteration)`` once, after ``probe`` iterations (sizes a
-            learning-rate schedule to the last mark).
+        on_start: called as ``on_start(engine, iterations)`` once, after ``probe`` iterations, with the iterations
+            expected by the last mark at the speed measured so far (sizes a learning-rate schedule to the last mark).
         probe: iterations timed for ``on_start``.
+        progress: a ``TrainingProgress`` attached to the engine; its total is set to those expected iterations.
 
     After the last mark the engine is terminated. ``records`` holds per mark the iterations, epochs and CPU seconds.
     """
 
     def __init__(self, marks_min: Sequence[float], save: Callable[[int], None],
-                 on_start: Callable[[Any, float], None] | None = None, probe: int = 4) -> None:
+                 on_start: Callable[[Any, int], None] | None = None, probe: int = 4,
+                 progress: TrainingProgress | None = None) -> None:
         self.marks_min, self.save, self.on_start, self.probe = list(marks_min), save, on_start, probe
+        self.progress = progress
         self.records: list[dict[str, Any]] = []
         self.start: float | None = None
         self.wall_start: float | None = None
@@ -214,8 +218,13 @@ class MarkCheckpoints:
 
     def __call__(self, engine) -> None:
         used = time.process_time() - self.start
-        if self.on_start is not None and engine.state.iteration == self.probe:
-            self.on_start(engine, used / self.probe)
+        if engine.state.iteration == self.probe:
+            expected = max(1, int(60.0 * self.marks_min[-1] / max(used / self.probe, 1e-9)))
+            logger.info("%d iterations expected by the last mark (%.2f CPU s each)", expected, used / self.probe)
+            if self.progress is not None:
+                self.progress.total = expected
+            if self.on_start is not None:
+                self.on_start(engine, expected)
         while len(self.records) < len(self.marks_min) and used >= 60.0 * self.marks_min[len(self.records)]:
             index = len(self.records)
             self.save(index)
@@ -227,15 +236,15 @@ class MarkCheckpoints:
             engine.terminate()
 
 
-def _schedule_to(last_mark_s: float, warmup_fraction: float, scheduler) -> Callable:
-    """``on_start`` that re-sizes a warm-up + cosine schedule to end at the last mark (None: nothing to size)."""
+def _schedule_to(warmup_fraction: float, scheduler) -> Callable:
+    """``on_start`` that re-sizes a warm-up + cosine schedule to the iterations expected by the last mark (None:
+    nothing to size)."""
 
-    def on_start(engine, seconds_per_iteration: float) -> None:
+    def on_start(engine, total: int) -> None:
         if scheduler is None or not hasattr(scheduler, "t_total"):
             return
-        total = max(1, int(last_mark_s / max(seconds_per_iteration, 1e-9)))
         scheduler.t_total, scheduler.warmup_steps = total, max(1, int(warmup_fraction * total))
-        logger.info("lr schedule sized to %d iterations (%.2f CPU s each)", total, seconds_per_iteration)
+        logger.info("lr schedule sized to %d iterations", total)
 
     return on_start
 
@@ -260,8 +269,9 @@ def train(model: str, train_set: str, data: Path, args: argparse.Namespace) -> d
                 "ckpt_dir": str(root / "models"), "epochs": 100000}
     wf = workflow(bundle, ["train.json", *_OVERLAYS.get(model, [])], "train", override)
     handlers = wf.parser["train#output_handlers"]
-    for handler in handlers:  # the marks are the checkpoints: no per-epoch training state saved on the clock
-        if str(handler.get("_target_", "")).endswith("ResumableCheckpoint"):
+    for handler in handlers:  # the marks are the checkpoints: no per-epoch training state saved on the clock;
+        # and the progress line counts to the last mark (below), not to the epochs' sentinel
+        if str(handler.get("_target_", "")).endswith(("ResumableCheckpoint", "TrainingProgress")):
             handler["_disabled_"] = True
     wf.parser["train#output_handlers"] = handlers
     wf.initialize()
@@ -282,8 +292,12 @@ def train(model: str, train_set: str, data: Path, args: argparse.Namespace) -> d
         weights = wf.parser.get_parsed_content("ema_model" if ema else "network")
         scheduler = wf.parser.get_parsed_content("lr_scheduler") if "lr_scheduler" in wf.parser else None
         warmup = float(wf.parser.get_parsed_content("warmup_fraction")) if "warmup_fraction" in wf.parser else 0.0
-        on_start = _schedule_to(60.0 * args.marks[-1], warmup, scheduler)
-    saver = MarkCheckpoints(args.marks, lambda i: atomic_save(weights.state_dict(), marks_dir / f"{i}.pt"), on_start)
+        on_start = _schedule_to(warmup, scheduler)
+    progress = TrainingProgress(interval=10, output_transform=from_engine(["loss"], first=True))
+    progress.attach(trainer)
+    saver = MarkCheckpoints(
+        args.marks, lambda i: atomic_save(weights.state_dict(), marks_dir / f"{i}.pt"), on_start, progress=progress
+    )
     saver.attach(trainer)
     trainer.run()
     if len(saver.records) < len(args.marks):

@@ -30,13 +30,18 @@ class TrainingProgress:
         output_transform: engine output -> loss value (a float or 0-d tensor), default ``output[0]["loss"]`` for
             MONAI's list-of-dicts output, or the output itself.
         name: logger name, default this module's.
+        total: iterations of the whole run, default the engine's ``epoch_length * max_epochs``; a run that stops on
+            another rule (a time budget) sets it, also while running, so that "left" means something.
     """
 
-    def __init__(self, interval: int = 10, output_transform=None, name: str | None = None) -> None:
+    def __init__(
+        self, interval: int = 10, output_transform=None, name: str | None = None, total: int | None = None
+    ) -> None:
         if isinstance(interval, bool) or not isinstance(interval, int) or interval < 1:
             raise ValueError(f"TrainingProgress: interval must be an int >= 1, got {interval!r}.")
         self.interval = interval
         self.output_transform = output_transform
+        self.total = total
         self.logger = logging.getLogger(name) if name else logger
         self._start_time = 0.0
         self._start_iteration = 0
@@ -63,10 +68,15 @@ class TrainingProgress:
         except (TypeError, ValueError):
             return None
 
+    def _total(self, engine: Engine) -> int:
+        if self.total is not None:
+            return self.total
+        return (engine.state.epoch_length or 0) * (engine.state.max_epochs or 0)
+
     def line(self, engine: Engine) -> str:
         """The progress line for the engine's current state."""
         state = engine.state
-        total = (state.epoch_length or 0) * (state.max_epochs or 0)
+        total = self._total(engine)
         done = state.iteration - self._start_iteration
         elapsed = time.perf_counter() - self._start_time
         speed = done / elapsed if elapsed > 0 else 0.0
@@ -82,6 +92,5 @@ class TrainingProgress:
         return ", ".join(parts)
 
     def _iteration(self, engine: Engine) -> None:
-        total = (engine.state.epoch_length or 0) * (engine.state.max_epochs or 0)
-        if engine.state.iteration % self.interval == 0 or engine.state.iteration == total:
+        if engine.state.iteration % self.interval == 0 or engine.state.iteration == self._total(engine):
             self.logger.info("%s", self.line(engine))

@@ -16,6 +16,7 @@ from bundle_testing import load_script
 from parameterized import parameterized
 
 from emdiff_components.data import read_image, write_image
+from emdiff_components.engines import TrainingProgress
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -165,6 +166,20 @@ class TestMarkCheckpoints(unittest.TestCase):
         self.assertEqual(saved, [0, 1, 2])
         self.assertEqual([r["iterations"] for r in handler.records], [1, 1, 2])
         engine.terminate.assert_called_once()
+
+    def test_probe_sizes_the_run_to_the_last_mark(self):
+        """After ``probe`` iterations the expected total (last mark / CPU seconds per iteration) goes to the
+        learning-rate schedule and to the progress line."""
+        engine, sized = mock.Mock(), []
+        engine.state.iteration, engine.state.epoch = 2, 1
+        progress = TrainingProgress()
+        handler = learning_curves.MarkCheckpoints([0.5, 1.0], lambda i: None, lambda e, n: sized.append(n), probe=2,
+                                                  progress=progress)
+        with mock.patch.object(learning_curves.time, "process_time", side_effect=[100.0, 101.5]):
+            handler._started(engine)
+            handler(engine)  # 1.5 CPU s for 2 iterations: 0.75 s each; the last mark, 60 s, is 80 iterations
+        self.assertEqual(sized, [80])
+        self.assertEqual(progress.total, 80)
 
 
 class TestLearningCurvesEndToEnd(unittest.TestCase):
