@@ -14,18 +14,29 @@ Parts (``--part``, default all):
   3. segment_train.json trains the Superhuman U-Net for ``--iterations`` on the real labelled sections alone, and on
      them + the synthetic pairs 50 / 50, once per ``--seeds``;
   4. segment.json + segment_evaluate.json segment the held-back volume (waterz and multicut): VI split / merge and
-     ARAND, mean and spread over the seeds, beside the paper's AC3/AC4 numbers.
+     ARAND, mean and spread over the seeds, beside the paper's AC3/AC4 numbers. Each run's record is also written to
+     its folder, ``<work>/seg_<real|mixed>_<seed>/run.json``.
+  ``--conditions`` picks the runs (``real`` needs no generator), so the two halves can run on two cores and be
+  joined with ``--merge``.
 - ``blockwise``: the paper-width Superhuman U-Net (untrained: speed and memory do not depend on the weights) predicts
   the affinities of a 64 x 512 x 512 volume (the FIB-SEM stack mirrored out) block by block from an HDF5 file, then
   waterz agglomerates them; seconds per stage and the process's peak memory (goal: inside 8 GB), in a fresh process.
 - ``fid``: the generator of ``table1`` synthesizes the held-back volume from its own condition with DDPM 250, DDIM 50
   and DDIM 10; 3D-FID to the real volume in the feature space of the real-only segmentation network (seed 0), beside
-  the time each sampler takes (run with ``table1`` in the same call; it needs its networks).
+  the time each sampler takes (with ``table1`` in the same call, or alone with ``--part fid`` on an earlier run's
+  ``--work``).
 
 Usage::
 
     python scripts/benchmark_neurodiff_segmentation.py --out benchmarks/neurodiff_segmentation.json --threads 2
     python scripts/benchmark_neurodiff_segmentation.py --part blockwise
+    # Table 1 on two cores: the real-only runs need no generator, so they start at once
+    python scripts/benchmark_neurodiff_segmentation.py --part table1 --conditions real --no-fid --threads 1 \
+        --work W --out real.json &
+    python scripts/benchmark_neurodiff_segmentation.py --part table1 --conditions mixed --no-fid --threads 1 \
+        --work W --out mixed.json; wait
+    python scripts/benchmark_neurodiff_segmentation.py --part fid --reuse-generator --work W --out fid.json
+    python scripts/benchmark_neurodiff_segmentation.py --merge real.json mixed.json fid.json --out OUT.json
 """
 
 from __future__ import annotations
@@ -119,15 +130,21 @@ def evaluate_segmentation(data: Path, root: Path, methods: list[str]) -> dict:
     return {m: json.loads((out / m / "instance_metrics.json").read_text())["mean"] for m in methods}
 
 
-def table1(args, work: Path) -> dict:
-    convert = _load("convert_shared_data").convert
+CONDITIONS = {"real": "real only", "mixed": "real + synthetic"}
+
+
+def generator_and_synthesis(args, work: Path, labelled: Path) -> dict:
+    """Steps 1-2: the generator trained on the labelled sections, their labels remodeled and synthesized.
+
+    With ``--reuse-generator`` an earlier run's record in ``<work>/generator/record.json`` (its model and synthetic
+    pairs) is used instead, so runs split across processes (``--conditions``, ``--part fid``) share one generator."""
     narrow = _load("benchmark_neurodiff")
-    data = Path(convert("fibsem_neurons", work / "data", shared_dir=Path(args.shared)))
-    labelled = labelled_subset(data, work / "labelled", args.label_fraction)
-    # 1. the generator, on the labelled sections only
+    record_file = work / "generator" / "record.json"
+    if args.reuse_generator and record_file.is_file():
+        logger.info("reusing the generator of %s", record_file)
+        return json.loads(record_file.read_text())
     generator = narrow.train_narrow_model(Path(args.shared), args.generator_minutes, work / "generator", labelled)
     gen_common = {k: v for k, v in generator["common"].items() if k != "dataset_dir"}
-    # 2. remodel those labels and synthesize EM for them
     _workflow(
         "remodel.json",
         "infer",
@@ -139,43 +156,94 @@ def table1(args, work: Path) -> dict:
     ).run()
     start = time.perf_counter()
     _workflow("inference.json", "infer", **gen_common, sampler="ddim", num_inference_steps=args.synthesis_steps).run()
-    synthesis_seconds = time.perf_counter() - start
-    synthetic = Path(gen_common["bundle_root"]) / "outputs" / "remodel"
-    # 3-4. segmentation, real only and real + synthetic, per seed
-    runs = []
-    for seed in args.seeds:
-        for condition, extra in (("real only", None), ("real + synthetic", synthetic)):
-            root = work / f"seg_{'mixed' if extra else 'real'}_{seed}"
-            train = train_segmentation(data, root, args.label_fraction, extra, args.iterations, seed, args.patch)
-            scores = evaluate_segmentation(data, root, args.methods)
-            runs.append({"condition": condition, "seed": seed, "train": train, "scores": scores})
-            logger.info("%s seed %d: %s", condition, seed, scores)
+    record = {
+        "budget_minutes": generator["budget_minutes"],
+        "iterations": generator["iterations"],
+        "common": gen_common,
+        "synthetic": str(Path(gen_common["bundle_root"]) / "outputs" / "remodel"),
+        "synthesis_seconds": time.perf_counter() - start,
+        "copies": args.copies,
+        "synthesis_steps": args.synthesis_steps,
+    }
+    record_file.write_text(json.dumps(record, indent=2))
+    return record
+
+
+def summarize(runs: list[dict], methods: list[str]) -> dict:
+    """Mean, std and values per (condition, method) of the runs' VI split / merge, VI and ARAND."""
     summary = {}
-    for condition in ("real only", "real + synthetic"):
-        for method in args.methods:
-            values = {
-                m: [r["scores"][method][m] for r in runs if r["condition"] == condition]
-                for m in ("vi_split", "vi_merge", "vi", "arand")
-            }
+    for condition in CONDITIONS.values():
+        for method in methods:
+            chosen = [r for r in runs if r["condition"] == condition]
+            if not chosen:
+                continue
+            values = {m: [r["scores"][method][m] for r in chosen] for m in ("vi_split", "vi_merge", "vi", "arand")}
             summary[f"{condition} / {method}"] = {
                 m: {"mean": float(np.mean(v)), "std": float(np.std(v)), "values": v} for m, v in values.items()
             }
-    return {
+    return summary
+
+
+def table1(args, work: Path) -> dict:
+    convert = _load("convert_shared_data").convert
+    data = Path(convert("fibsem_neurons", work / "data", shared_dir=Path(args.shared)))
+    labelled = labelled_subset(data, work / "labelled", args.label_fraction)
+    # 1-2. the generator on the labelled sections only, and synthetic pairs from their remodeled labels
+    generator = generator_and_synthesis(args, work, labelled) if "mixed" in args.conditions else None
+    # 3-4. segmentation, real only and real + synthetic, per seed; each run's record kept in its folder
+    runs = []
+    for seed in args.seeds:
+        for key in args.conditions:
+            root = work / f"seg_{key}_{seed}"
+            extra = Path(generator["synthetic"]) if key == "mixed" else None
+            train = train_segmentation(data, root, args.label_fraction, extra, args.iterations, seed, args.patch)
+            scores = evaluate_segmentation(data, root, args.methods)
+            runs.append({"condition": CONDITIONS[key], "seed": seed, "train": train, "scores": scores})
+            (root / "run.json").write_text(json.dumps(runs[-1], indent=2))
+            logger.info("%s seed %d: %s", CONDITIONS[key], seed, scores)
+    table = {
         "label_fraction": args.label_fraction,
         "labelled_sections": labelled_sections(read_depth(data), args.label_fraction),
-        "generator": {k: generator[k] for k in ("budget_minutes", "iterations")} | {"widths": narrow.QUALITY_MODEL},
-        "copies": args.copies,
-        "synthesis": {"sampler": "ddim", "steps": args.synthesis_steps, "seconds": synthesis_seconds},
         "iterations": args.iterations,
         "patch": args.patch,
         "seeds": args.seeds,
         "runs": runs,
-        "summary": summary,
+        "summary": summarize(runs, args.methods),
         "paper": PAPER,
         "work": str(work),
-        "_gen_common": gen_common,
-        "_data": str(data),
     }
+    if generator is not None:
+        table["generator"] = {k: generator[k] for k in ("budget_minutes", "iterations")}
+        table["generator"]["widths"] = _load("benchmark_neurodiff").QUALITY_MODEL
+        table["copies"] = generator["copies"]
+        table["synthesis"] = {"sampler": "ddim", "steps": generator["synthesis_steps"],
+                              "seconds": generator["synthesis_seconds"]}
+    return table
+
+
+def merge_tables(parts: list[dict]) -> dict:
+    """One Table 1 from runs made by separate processes (e.g. ``--conditions real`` and ``--conditions mixed`` on
+    the two cores): their runs joined and summarized again. Runs made with other settings, or the same (condition,
+    seed) twice, are an error: the table would mix or hide them."""
+    same = ("label_fraction", "iterations", "patch")
+    merged = {k: v for k, v in parts[0].items() if k not in ("runs", "summary")}
+    merged["runs"], seen = [], set()
+    for part in parts:
+        for key in same:
+            if part[key] != merged[key]:
+                raise ValueError(f"merge: {key} differs ({part[key]!r} against {merged[key]!r}).")
+        if "generator" in part and "generator" in merged and part["generator"] != merged["generator"]:
+            raise ValueError(f"merge: the generators differ ({part['generator']} against {merged['generator']}).")
+        merged.update({k: part[k] for k in ("generator", "copies", "synthesis") if k in part})
+        for run in part["runs"]:
+            if (run["condition"], run["seed"]) in seen:
+                raise ValueError(f"merge: {run['condition']}, seed {run['seed']} is in two of the inputs.")
+            seen.add((run["condition"], run["seed"]))
+            merged["runs"].append(run)
+    merged["seeds"] = sorted({r["seed"] for r in merged["runs"]})
+    methods = sorted({m for r in merged["runs"] for m in r["scores"]})
+    merged["summary"] = summarize(merged["runs"], methods)
+    return merged
 
 
 def labelled_sections(depth: int, fraction: float) -> int:
@@ -190,23 +258,28 @@ def read_depth(folder: Path) -> int:
     return read_image(next(iter(sorted((folder / "imagesTr").iterdir())))).shape[0]
 
 
-def fid(table: dict, work: Path, settings=FID_SETTINGS) -> dict:
-    """3D-FID of DDPM 250 / DDIM 50 / DDIM 10 syntheses of the held-back volume, with the real-only network."""
+def fid(args, work: Path, settings=FID_SETTINGS) -> dict:
+    """3D-FID of DDPM 250 / DDIM 50 / DDIM 10 syntheses of the held-back volume, in the features of the real-only
+    segmentation network of the first seed (``<work>/seg_real_<seed>``, made by ``table1``)."""
     from emdiff_components.engines import load_network_weights
     from emdiff_components.metrics import fid_3d, volume_features
     from emdiff_components.networks import SuperhumanUNet
 
     narrow = _load("benchmark_neurodiff")
-    network = load_network_weights(
-        SuperhumanUNet(), work / f"seg_real_{table['seeds'][0]}" / "models" / "segmentation" / "model.pt"
-    )
+    weights = work / f"seg_real_{args.seeds[0]}" / "models" / "segmentation" / "model.pt"
+    if not weights.is_file():
+        raise FileNotFoundError(f"fid: {weights} is missing; the real-only segmentation of seed {args.seeds[0]} "
+                                f"(--part table1 --conditions real --work {work}) makes it.")
+    data = Path(_load("convert_shared_data").convert("fibsem_neurons", work / "data", shared_dir=Path(args.shared)))
+    generator = generator_and_synthesis(args, work, labelled_subset(data, work / "labelled", args.label_fraction))
+    network = load_network_weights(SuperhumanUNet(), weights)
     network.eval()
-    data = narrow.held_back_volumes(Path(table["_data"]), work / "fid_data", FID_VOLUME)
+    held_back = narrow.held_back_volumes(data, work / "fid_data", FID_VOLUME)
     rows = {}
     real_features = None
     for sampler, steps in settings:
         row, pred, real, _ = narrow.evaluate(
-            table["_gen_common"], str(data), str(work / f"fid_{sampler}_{steps}"), sampler, steps
+            generator["common"], str(held_back), str(work / f"fid_{sampler}_{steps}"), sampler, steps
         )
         rescale = lambda x: (x + 1) / 2  # noqa: E731  the evaluator's [-1, 1] -> the segmentation network's [0, 1]
         if real_features is None:
@@ -220,7 +293,8 @@ def fid(table: dict, work: Path, settings=FID_SETTINGS) -> dict:
         "layer": "center",
         "crops": len(real_features),
         "volume": f"FIB-SEM held-back slices cropped to {' x '.join(map(str, FID_VOLUME))}",
-        "segmentation_network": f"real only, seed {table['seeds'][0]}",
+        "segmentation_network": f"real only, seed {args.seeds[0]}",
+        "generator": {k: generator[k] for k in ("budget_minutes", "iterations")},
     }
 
 
@@ -311,9 +385,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--out", default="benchmarks/neurodiff_segmentation.json")
     parser.add_argument(
         "--part",
-        choices=("all", "table1", "blockwise"),
+        choices=("all", "table1", "fid", "blockwise"),
         default="all",
-        help="table1 includes fid (it needs table1's networks)",
+        help="table1 includes fid unless --no-fid; fid alone needs an earlier table1's --work (its real-only network)",
     )
     parser.add_argument("--shared", default=str(REPO.parent / "shared" / "data"))
     parser.add_argument("--threads", type=int, default=2)
@@ -324,6 +398,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--iterations", type=int, default=200, help="segmentation training iterations (batch 2)")
     parser.add_argument("--patch", type=int, nargs=3, default=[16, 160, 160], help="segmentation training crop")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--conditions", nargs="+", choices=tuple(CONDITIONS), default=list(CONDITIONS),
+                        help="real: real sections only; mixed: real + synthetic (needs the generator)")
+    parser.add_argument("--reuse-generator", action="store_true",
+                        help="use the generator and synthetic pairs recorded in <work>/generator/record.json")
+    parser.add_argument("--merge", nargs="+", default=None, metavar="JSON",
+                        help="no computing: join the Table 1 runs of earlier outputs (e.g. one per core) into --out")
     parser.add_argument("--methods", nargs="+", default=["waterz", "multicut"])
     parser.add_argument("--no-fid", action="store_true")
     parser.add_argument("--quick", action="store_true", help="smoke run: the FID part with DDIM 2 steps only")
@@ -338,6 +418,14 @@ def main(argv: list[str] | None = None) -> dict:
         print(json.dumps(blockwise(Path(args.shared), args.block, args.context)))
         return {}
     out = Path(args.out)
+    if args.merge:
+        parts = [json.loads(Path(f).read_text()) for f in args.merge]
+        results = {k: v for part in parts for k, v in part.items() if k != "table1"}  # fid, blockwise: the last one's
+        results["table1"] = merge_tables([part["table1"] for part in parts if "table1" in part])
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(results, indent=2))
+        print_tables(results)
+        return results
     results = json.loads(out.read_text()) if out.is_file() else {}
     if args.part in ("all", "blockwise"):
         cmd = [
@@ -353,13 +441,14 @@ def main(argv: list[str] | None = None) -> dict:
             *map(str, args.context),
         ]
         results["blockwise"] = run_json_child(cmd, what="blockwise")
-    if args.part in ("all", "table1"):
+    if args.part in ("all", "table1", "fid"):
         with tempfile.TemporaryDirectory() as tmp:
             work = Path(args.work or tmp)
-            table = table1(args, work)
-            if not args.no_fid:
-                results["fid"] = fid(table, work, [("ddim", 2)] if args.quick else FID_SETTINGS)
-            results["table1"] = {k: v for k, v in table.items() if not k.startswith("_")}
+            if args.part != "fid":
+                results["table1"] = table1(args, work)
+            if args.part == "fid" or not args.no_fid:
+                args.reuse_generator = args.reuse_generator or "mixed" in args.conditions  # the one just trained
+                results["fid"] = fid(args, work, [("ddim", 2)] if args.quick else FID_SETTINGS)
     results["threads"] = args.threads
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2))
