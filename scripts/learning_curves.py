@@ -380,11 +380,16 @@ def _label(row: dict[str, Any]) -> str:
 
 
 def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
-    """One line per model (and sampler) and data set; a column per mark: pooled Dice % (iterations)."""
+    """One line per model (and sampler) and data set, in the order of ``MODELS``, ``SAMPLERS`` and ``DATASETS``; a
+    column per mark: pooled Dice % (iterations)."""
     marks = sorted({r["mark_cpu_min"] for r in rows})
     lines = ["| model | data set | " + " | ".join(f"{m:g} CPU-min" for m in marks) + " |",
              "|---|---|" + "---|" * len(marks)]
-    keys = list(dict.fromkeys((_label(r), r["dataset"]) for r in rows))
+    def order(row: dict[str, Any]) -> tuple:  # models, samplers and data sets in their declared order
+        rank = lambda value, known: known.index(value) if value in known else len(known)  # noqa: E731
+        return rank(row["model"], MODELS), rank(row.get("sampler"), SAMPLERS), rank(row["dataset"], DATASETS)
+
+    keys = list(dict.fromkeys((_label(r), r["dataset"]) for r in sorted(rows, key=order)))
     for label, dataset in keys:
         cells = {r["mark_cpu_min"]: f"{100 * r['dice']:.1f} ({r['iterations']})" for r in rows
                  if _label(r) == label and r["dataset"] == dataset}

@@ -142,6 +142,15 @@ class TestMerge(unittest.TestCase):
             self.assertEqual(sorted(merged["training"]), ["ecsd_isbi", "ecsd_isbi (b)"])
             self.assertEqual([(r["mark_cpu_min"], r["dice"]) for r in merged["rows"]], [(3.0, 0.4), (30.0, 0.6)])
 
+    def test_table_rows_in_declared_order(self):
+        """Rows added by later runs (a data set scored later, a model added) sit with their model, not at the end."""
+        rows = _run(self.settings, [("basicunet", None, "isbi", 3.0, 0.7), ("ecsd", "reference", "epfl", 3.0, 0.6),
+                                    ("ecsd", "reference", "isbi", 3.0, 0.5), ("ecsd", "bansal", "epfl", 3.0, 0.4)])
+        table = learning_curves.markdown_table(rows["rows"])
+        labels = [line.split(" | ")[0:2] for line in table.splitlines()[2:]]
+        self.assertEqual(labels, [["| ecsd (bansal)", "epfl"], ["| ecsd (reference)", "isbi"],
+                                  ["| ecsd (reference)", "epfl"], ["| basicunet", "isbi"]])
+
     def test_the_same_row_in_two_runs_is_an_error(self):
         with tempfile.TemporaryDirectory() as tmp:
             a = Path(tmp) / "a.json"
