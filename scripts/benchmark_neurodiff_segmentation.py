@@ -173,10 +173,8 @@ def summarize(runs: list[dict], methods: list[str]) -> dict:
     """Mean, std and values per (condition, method) of the runs' VI split / merge, VI and ARAND."""
     summary = {}
     for condition in CONDITIONS.values():
-        for method in methods:
-            chosen = [r for r in runs if r["condition"] == condition]
-            if not chosen:
-                continue
+        chosen = [r for r in runs if r["condition"] == condition]
+        for method in methods if chosen else []:
             values = {m: [r["scores"][method][m] for r in chosen] for m in ("vi_split", "vi_merge", "vi", "arand")}
             summary[f"{condition} / {method}"] = {
                 m: {"mean": float(np.mean(v)), "std": float(np.std(v)), "values": v} for m, v in values.items()
