@@ -187,10 +187,19 @@ def train_narrow_model(shared: Path, minutes: float, work: Path, data: Path | No
                         logging_file=str(CONFIGS / "logging.conf"), workflow_type="train", num_steps=100000,
                         ema_start_step=100, ema_update_every=1, **common)
     wf.initialize()
+    from emdiff_components.engines import TrainingProgress
+
+    progress = [h for h in wf.parser.get_parsed_content("train#output_handlers") if isinstance(h, TrainingProgress)]
     start = time.perf_counter()
-    wf.trainer.add_event_handler(
-        Events.ITERATION_COMPLETED, lambda e: e.terminate() if time.perf_counter() - start > 60 * minutes else None
-    )
+
+    def budget(engine) -> None:
+        elapsed = time.perf_counter() - start
+        for handler in progress:  # count to the iterations the budget will reach, not to num_steps
+            handler.total = max(engine.state.iteration, round(engine.state.iteration * 60 * minutes / elapsed))
+        if elapsed > 60 * minutes:
+            engine.terminate()
+
+    wf.trainer.add_event_handler(Events.ITERATION_COMPLETED, budget)
     wf.run()
     return {"common": common, "data": str(data), "budget_minutes": minutes, "iterations": wf.trainer.state.iteration}
 

@@ -19,7 +19,7 @@ def _clock(seconds: float) -> str:
 
 
 class TrainingProgress:
-    """Ignite handler: every ``interval`` iterations (and at the last one) log one line
+    """Ignite handler: every ``interval`` iterations and at the last one (also of a run stopped early) log one line
     ``iteration 120/2000 (6 %), loss 0.0412, 1.9 it/s, elapsed 1:03, left 16:29``.
 
     MONAI's ``StatsHandler`` logs every iteration without the total or the time left; this line says both. The speed is
@@ -45,10 +45,12 @@ class TrainingProgress:
         self.logger = logging.getLogger(name) if name else logger
         self._start_time = 0.0
         self._start_iteration = 0
+        self._logged_iteration = -1
 
     def attach(self, engine: Engine) -> None:
         engine.add_event_handler(Events.STARTED, self._started)
         engine.add_event_handler(Events.ITERATION_COMPLETED, self._iteration)
+        engine.add_event_handler(Events.COMPLETED, self._completed)
 
     def _started(self, engine: Engine) -> None:
         self._start_time = time.perf_counter()
@@ -93,4 +95,12 @@ class TrainingProgress:
 
     def _iteration(self, engine: Engine) -> None:
         if engine.state.iteration % self.interval == 0 or engine.state.iteration == self._total(engine):
-            self.logger.info("%s", self.line(engine))
+            self._log(engine)
+
+    def _completed(self, engine: Engine) -> None:
+        if engine.state.iteration != self._logged_iteration:  # stopped between lines (terminate, a time budget)
+            self._log(engine)
+
+    def _log(self, engine: Engine) -> None:
+        self.logger.info("%s", self.line(engine))
+        self._logged_iteration = engine.state.iteration

@@ -34,20 +34,23 @@ class TestTrainingProgress(unittest.TestCase):
         self.assertEqual(left.groups(), ("0", "00"))
 
     def test_total_set_while_running(self):
-        """A run that stops on a budget (the learning curves) states its own total; the line follows it."""
+        """A run that stops on a budget (the learning curves) states its own total; the line follows it, and the
+        iteration it stops at gets a last line even between intervals."""
         progress = TrainingProgress(interval=5, name="progress_total")
 
         def step(engine, batch):
             if engine.state.iteration == 2:
                 progress.total = 20
+            if engine.state.iteration == 12:
+                engine.terminate()
             return [{"loss": 0.5}]
 
         engine = Engine(step)
         progress.attach(engine)
         with self.assertLogs("progress_total", level=logging.INFO) as logs:
-            engine.run(range(10), max_epochs=100000)  # the budget runs' sentinel, stopped after one epoch
-            engine.terminate()
-        self.assertEqual(logs.records[0].getMessage().split(",")[0], "iteration 5/20 (25 %)")
+            engine.run(range(10), max_epochs=100000)  # the budget runs' sentinel
+        lines = [r.getMessage().split(",")[0] for r in logs.records]
+        self.assertEqual(lines, ["iteration 5/20 (25 %)", "iteration 10/20 (50 %)", "iteration 12/20 (60 %)"])
 
     def test_clock_and_errors(self):
         self.assertEqual(_clock(59.6), "1:00")

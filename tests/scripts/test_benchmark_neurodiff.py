@@ -7,6 +7,7 @@ import math
 import tempfile
 import unittest
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import torch
@@ -98,6 +99,22 @@ class TestTiles(unittest.TestCase):
         np.testing.assert_array_equal(real[:, :, 5], real[:, :, 8])
         np.testing.assert_array_equal(real[:, 56, :], real[:, 57, :])
         self.assertGreater(np.abs(real[:, :, 7] - real[:, :, 8]).max(), 0)
+
+
+class TestTrainNarrowModel(unittest.TestCase):
+    def test_progress_counts_to_the_time_budget(self):
+        """A budget shorter than one iteration stops after it; the progress line then counts to 1, not to the
+        config's num_steps (100000), so the last line logged is "iteration 1/1"."""
+        with tempfile.TemporaryDirectory() as tmp, mock.patch.object(benchmark, "QUALITY_MODEL", TINY):
+            root = Path(tmp)
+            model = tiny_model(root)
+            rng = np.random.default_rng(1)
+            label = np.broadcast_to(1 + np.arange(50)[None, :, None] // 10, (6, 50, 50)).astype(np.uint32)
+            write_volume_case(Path(model["data"]), "Tr", "train", rng.integers(0, 255, (6, 50, 50), np.uint8), label)
+            with self.assertLogs("emdiff_components.engines.progress", "INFO") as logs:
+                result = benchmark.train_narrow_model(root, 0.001, root / "run", Path(model["data"]))
+        self.assertEqual(result["iterations"], 1)
+        self.assertIn("iteration 1/1 (100 %)", logs.output[-1])
 
 
 if __name__ == "__main__":
