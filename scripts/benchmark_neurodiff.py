@@ -177,6 +177,8 @@ def train_narrow_model(shared: Path, minutes: float, work: Path, data: Path | No
     from ignite.engine import Events
     from monai.bundle import ConfigWorkflow
 
+    from emdiff_components.engines import TrainingProgress
+
     sys.path.insert(0, str(REPO / "scripts"))
     from convert_shared_data import convert
 
@@ -187,8 +189,6 @@ def train_narrow_model(shared: Path, minutes: float, work: Path, data: Path | No
                         logging_file=str(CONFIGS / "logging.conf"), workflow_type="train", num_steps=100000,
                         ema_start_step=100, ema_update_every=1, **common)
     wf.initialize()
-    from emdiff_components.engines import TrainingProgress
-
     progress = [h for h in wf.parser.get_parsed_content("train#output_handlers") if isinstance(h, TrainingProgress)]
     start = time.perf_counter()
 
