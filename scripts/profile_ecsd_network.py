@@ -12,6 +12,11 @@ optimiser), ``--train-steps`` steps (the second includes the AdamW state); the r
 ``--allocator tuned`` runs the subprocess with ``MALLOC_MMAP_THRESHOLD_`` / ``MALLOC_TRIM_THRESHOLD_`` raised, so glibc
 keeps freed feature maps instead of returning them to the OS (each fresh 64 MB map otherwise costs page faults);
 ``both`` measures the two settings side by side. The table is logged to stdout and written as JSON to ``--out``.
+
+``--conv-rates`` instead times every convolution inside one forward (batch 1, no grad) and then runs each distinct
+convolution alone (random tensors of the same shapes and memory formats, best of ``--repeats``), so the convolutions'
+share of the forward and their rate in the network can be read beside the rate the same shapes reach on their own
+(FLOPs as ``torch.utils.flop_counter`` counts them). The share divides by a forward timed without the interception.
 """
 
 from __future__ import annotations
@@ -54,6 +59,9 @@ def _worker(spec: dict) -> dict:
     timesteps = torch.randint(0, 50, (batch,), generator=generator)
     base_gb = peak_rss_gb()
     times = []
+    if spec["mode"] == "conv_rates":
+        net.eval()
+        return {**spec, "params": params, **_conv_rates(net, (x, timesteps, image), spec["repeats"])}
     if spec["mode"] == "forward":
         net.eval()
         with torch.no_grad():
@@ -78,9 +86,133 @@ def _worker(spec: dict) -> dict:
     return {**spec, "seconds": seconds, "all_seconds": times, "peak_gb": peak_gb, "base_gb": base_gb, "params": params}
 
 
+def _conv_rates(net, inputs: tuple, repeats: int) -> dict:
+    """Time each convolution in one forward of ``net`` and the same convolutions run alone.
+
+    Every ``aten.convolution`` call is caught below autograd (a ``TorchDispatchMode``), so functional convolutions
+    (the attention's split q/k/v projection, the polyphase upsampling) count as well as ``nn.Conv2d`` modules.
+    """
+
+    import torch
+    from torch.utils._python_dispatch import TorchDispatchMode
+    from torch.utils.flop_counter import conv_flop_count
+
+    calls: dict[tuple, dict] = {}
+
+    def fmt(t) -> str:
+        return "channels_last" if t.dim() == 4 and t.is_contiguous(memory_format=torch.channels_last) else "contiguous"
+
+    class TimeConvolutions(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if func is not torch.ops.aten.convolution.default:
+                return func(*args, **(kwargs or {}))
+            start = time.perf_counter()
+            out = func(*args, **(kwargs or {}))
+            seconds = time.perf_counter() - start
+            x, w, bias, stride, padding, dilation, transposed, output_padding, groups = args
+            key = (
+                tuple(x.shape), tuple(w.shape), bias is not None, tuple(stride), tuple(padding), tuple(dilation),
+                bool(transposed), tuple(output_padding), int(groups), fmt(x), fmt(w),
+            )  # fmt: skip
+            entry = calls.setdefault(key, {"calls": 0, "seconds": 0.0})
+            entry["calls"] += 1
+            entry["seconds"] += seconds
+            entry["flops"] = conv_flop_count(list(x.shape), list(w.shape), list(out.shape), bool(transposed))
+            return out
+
+    with torch.no_grad():
+        net(*inputs)  # warm-up (oneDNN primitive creation)
+        start = time.perf_counter()
+        net(*inputs)
+        forward_s = time.perf_counter() - start
+        with TimeConvolutions():
+            net(*inputs)
+        shapes = []
+        for key, entry in calls.items():
+            x_shape, w_shape, has_bias, stride, padding, dilation, transposed, output_padding, groups, x_fmt, w_fmt = (
+                key
+            )
+            x = torch.randn(x_shape)
+            w = torch.randn(w_shape)
+            if x_fmt == "channels_last":
+                x = x.contiguous(memory_format=torch.channels_last)
+            if w_fmt == "channels_last":
+                w = w.contiguous(memory_format=torch.channels_last)
+            bias = torch.randn(w_shape[1] * groups if transposed else w_shape[0]) if has_bias else None
+            conv_args = (x, w, bias, stride, padding, dilation, transposed, output_padding, groups)
+            torch.ops.aten.convolution(*conv_args)
+            alone = []
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                torch.ops.aten.convolution(*conv_args)
+                alone.append(time.perf_counter() - t0)
+            gflop = entry["flops"] * entry["calls"] / 1e9
+            shapes.append(
+                {
+                    "input": list(x_shape),
+                    "weight": list(w_shape),
+                    "stride": list(stride),
+                    "groups": groups,
+                    "transposed": transposed,
+                    "memory_format": x_fmt,
+                    "calls": entry["calls"],
+                    "gflop": gflop,
+                    "network_s": entry["seconds"],
+                    "alone_s": min(alone) * entry["calls"],
+                    "network_gflops": gflop / entry["seconds"],
+                    "alone_gflops": entry["flops"] / min(alone) / 1e9,
+                }
+            )
+    conv_s = sum(r["network_s"] for r in shapes)
+    gflop = sum(r["gflop"] for r in shapes)
+    return {
+        "forward_s": forward_s,
+        "conv_s": conv_s,
+        "conv_share": conv_s / forward_s,
+        "conv_gflop": gflop,
+        "network_gflops": gflop / conv_s,
+        "alone_gflops": gflop / sum(r["alone_s"] for r in shapes),
+        "shapes": sorted(shapes, key=lambda r: -r["network_s"]),
+    }
+
+
 def _run(spec: dict, tuned: bool) -> dict:
     env = dict(os.environ, **(TUNED_MALLOC_ENV if tuned else {}))
     return run_json_child([__file__, "--worker", json.dumps(spec)], env=env, what=f"profile_ecsd_network worker {spec}")
+
+
+def _report_conv_rates(args) -> None:
+    """Measure ``--conv-rates`` at each size (default allocator), log a table and write ``--out``."""
+
+    rows = []
+    for size in args.sizes:
+        spec = {"size": size, "channels": args.channels, "threads": args.threads, "filter_size": args.filter_size}
+        rows.append(_run({**spec, "mode": "conv_rates", "batch": 1, "repeats": args.repeats}, tuned=False))
+    for r in rows:
+        lines = [f"{'input':>18} {'weight':>16} {'calls':>5} {'GFLOP':>7} {'in net s':>8} {'GFLOP/s':>7} {'alone':>7}"]
+        for c in r["shapes"]:
+            lines.append(
+                f"{'x'.join(map(str, c['input'])):>18} {'x'.join(map(str, c['weight'])):>16} {c['calls']:>5} "
+                f"{c['gflop']:>7.1f} {c['network_s']:>8.3f} {c['network_gflops']:>7.1f} {c['alone_gflops']:>7.1f}"
+            )
+        logger.info(
+            "ECSDUNet(channels=%d), %d x %d, %d threads: forward %.2f s, convolutions %.2f s (%.0f %%), %.1f GFLOP; "
+            "%.1f GFLOP/s in the network, %.1f GFLOP/s alone\n%s",
+            args.channels,
+            r["size"],
+            r["size"],
+            args.threads,
+            r["forward_s"],
+            r["conv_s"],
+            100 * r["conv_share"],
+            r["conv_gflop"],
+            r["network_gflops"],
+            r["alone_gflops"],
+            "\n".join(lines),
+        )
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump({"threads": args.threads, "conv_rates": rows}, f, indent=2)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -94,6 +226,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--train-steps", type=int, default=2)
     parser.add_argument("--allocator", choices=["default", "tuned", "both"], default="both")
     parser.add_argument("--skip-train", action="store_true")
+    parser.add_argument("--conv-rates", action="store_true", help="time the convolutions in and out of the network")
     parser.add_argument("--out", default=None, help="path of the JSON result")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -103,6 +236,9 @@ def main(argv: list[str] | None = None) -> None:
         return
 
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
+    if args.conv_rates:
+        _report_conv_rates(args)
+        return
     allocators = ["default", "tuned"] if args.allocator == "both" else [args.allocator]
     rows = []
     for allocator in allocators:
