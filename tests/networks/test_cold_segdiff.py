@@ -98,6 +98,18 @@ class TestLinearSelfAttention(unittest.TestCase):
         self.assertIsNone(att.norm.bias)
         self.assertIsNone(att.out_norm.bias)
 
+    @parameterized.expand([("plain", False), ("cbam", True)])
+    def test_gradients_match_formula(self, _, cbam):
+        # the softmax over tokens subtracts a detached max: the gradients must still be those of the plain softmax
+        att = _perturb(LinearSelfAttention(8, heads=2, head_channels=16, cbam=cbam).double(), seed=11)
+        x = _randn(2, 8, 6, 10, seed=12).requires_grad_()
+        weight = _randn(2, 8, 6, 10, seed=13)
+        inputs = [x, *att.parameters()]
+        grads = torch.autograd.grad((att(x) * weight).sum(), inputs)
+        expected = torch.autograd.grad((self._naive(att, x) * weight).sum(), inputs)
+        for got, want in zip(grads, expected):
+            torch.testing.assert_close(got, want)
+
     def test_errors(self):
         with self.assertRaisesRegex(ValueError, "LinearSelfAttention.*heads"):
             LinearSelfAttention(8, heads=0)

@@ -45,13 +45,14 @@ def linear_attention(
     q, k, v = (t.permute(0, 2, 3, 1).reshape(b, h * w, heads * d) for t in (q, k, v))
     q = q.unflatten(-1, (heads, d)).softmax(dim=-1).flatten(-2)  # over each head's d features
     # softmax over the N tokens with its normaliser moved onto the small context, so that only exp(k - max)
-    # exists at full resolution
-    k = exp_(sub_(k, k.amax(dim=1, keepdim=True)))
+    # exists at full resolution. The max only keeps exp() finite and cancels between numerator and normaliser, so it
+    # is detached: no gradient flows through it, and autograd skips amax's backward (a full-size mask)
+    k = exp_(sub_(k, k.amax(dim=1, keepdim=True).detach()))
     normaliser = k.sum(dim=1).view(b, heads, d, 1)
     ctx = torch.stack(
-        [
-            torch.bmm(k[i].view(-1, heads, d).permute(1, 2, 0), v[i].view(-1, heads, d).transpose(0, 1))
-            for i in range(b)
+        [  # unbind, not k[i]: its backward is one stack, where each k[i] would zero-fill a full-size gradient
+            torch.bmm(ki.view(-1, heads, d).permute(1, 2, 0), vi.view(-1, heads, d).transpose(0, 1))
+            for ki, vi in zip(k.unbind(0), v.unbind(0))
         ]
     )  # (B, heads, d, d): per head, the sum over tokens of exp(k - max) v^T
     ctx = ctx / normaliser * d**-0.5
