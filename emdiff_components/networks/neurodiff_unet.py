@@ -7,12 +7,12 @@ import warnings
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 from monai.networks.nets.diffusion_model_unet import DiffusionUNetResnetBlock, get_timestep_embedding
 from torch import nn
 
 from .blocks._memory import maybe_checkpoint
 from .blocks.msc import MSC
+from .blocks.resampling import trilinear_upsample
 from .blocks.inputs import check_conditional_inputs
 from ..utils import check_voxel_size
 from .blocks.rgm import RGM
@@ -52,8 +52,7 @@ class _Upsample(nn.Module):
         self.conv = nn.Conv3d(channels, channels, 3, padding=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        size = tuple(n * s for n, s in zip(x.shape[2:], self.scale))
-        return self.conv(F.interpolate(x, size=size, mode="trilinear", align_corners=False))
+        return self.conv(trilinear_upsample(x, self.scale))
 
 
 class _Unit(nn.ModuleList):

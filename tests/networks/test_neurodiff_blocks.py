@@ -13,6 +13,7 @@ from parameterized import parameterized
 
 from emdiff_components.networks.blocks import MSC, RGM, RPGE, MambaLayer
 from emdiff_components.networks.blocks import mamba as mamba_module
+from emdiff_components.networks.blocks.resampling import trilinear_upsample
 
 
 
@@ -247,6 +248,21 @@ class TestMSC(unittest.TestCase):
             msc.embed(torch.zeros(1, 3, 2, 16, 16))
         with self.assertRaisesRegex(ValueError, "MSC.*divisible"):
             msc.embed(torch.zeros(1, 2, 2, 12, 16))
+
+
+class TestTrilinearUpsample(unittest.TestCase):
+    @parameterized.expand([("in_plane", (1, 2, 2)), ("msc_hint", (1, 8, 4)), ("isotropic", (2, 2, 2))])
+    def test_values_and_gradients_equal_trilinear(self, _, scale):
+        x = torch.randn(2, 3, 4, 5, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+        x.requires_grad_()
+        expected = torch.nn.functional.interpolate(x, scale_factor=scale, mode="trilinear", align_corners=False)
+        out = trilinear_upsample(x, scale)
+        self.assertEqual(out.shape, expected.shape)
+        torch.testing.assert_close(out, expected, rtol=0, atol=1e-12)
+        weight = torch.randn(expected.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+        (grad,) = torch.autograd.grad((out * weight).sum(), x)
+        (want,) = torch.autograd.grad((expected * weight).sum(), x)
+        torch.testing.assert_close(grad, want, rtol=0, atol=1e-12)
 
 
 class TestNeuroDiffBlockExports(unittest.TestCase):

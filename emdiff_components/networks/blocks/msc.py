@@ -8,6 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .resampling import trilinear_upsample
+
 __all__ = ["MSC"]
 
 
@@ -34,7 +36,7 @@ class _Hint(nn.Module):
     def forward(self, embedding: torch.Tensor) -> torch.Tensor:
         h = F.silu(embedding)
         if self.scale != (1, 1, 1):
-            h = F.interpolate(h, scale_factor=self.scale, mode="trilinear", align_corners=False)
+            h = trilinear_upsample(h, self.scale)
         return self.conv(h)
 
 
