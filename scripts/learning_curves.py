@@ -41,6 +41,8 @@ Usage::
     # score the checkpoints of that run again without training, e.g. out of domain at the last mark only:
     python scripts/learning_curves.py --rescore benchmarks/learning_curves.json --models ecsd --datasets epfl \
         --marks 240 --samplers reference --out benchmarks/learning_curves_epfl.json --plot /tmp/epfl.png
+    # a run stopped before its last mark wrote no --out: its --work folder records the marks it reached
+    python scripts/learning_curves.py --rescore WORK --work WORK --models basicunet --datasets isbi epfl --marks 30 60
     # runs made in parallel (one per model) joined into one table and plot:
     python scripts/learning_curves.py --merge a.json b.json --out benchmarks/learning_curves.json \
         --plot benchmarks/learning_curves.png
@@ -110,7 +112,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--samplers", nargs="+", default=list(SAMPLERS), choices=SAMPLERS, help="ECSD samplers scored")
     p.add_argument("--rescore", default=None, metavar="JSON",
                    help="no training: score the checkpoints of an earlier run (its --work, its --out JSON for the "
-                        "training record) at --marks, on --datasets with --samplers / --steps")
+                        "training record, or its --work folder, whose <model>_<set>/training.json records every mark "
+                        "reached, also by a run stopped early) at --marks, on --datasets with --samplers / --steps")
     p.add_argument("--merge", nargs="+", default=None, metavar="JSON",
                    help="no training: merge the results of earlier runs (e.g. one per model, run in parallel) into "
                         "--out, the table and --plot")
@@ -227,10 +230,10 @@ class MarkCheckpoints:
                 self.on_start(engine, expected)
         while len(self.records) < len(self.marks_min) and used >= 60.0 * self.marks_min[len(self.records)]:
             index = len(self.records)
-            self.save(index)
             self.records.append({"mark_cpu_min": self.marks_min[index], "cpu_s": used,
                                  "wall_s": time.perf_counter() - self.wall_start,
                                  "iterations": engine.state.iteration, "epochs": engine.state.epoch})
+            self.save(index)  # after the record, so that ``save`` can write it beside the checkpoint
             logger.info("mark %g CPU-min: %d iterations", self.marks_min[index], engine.state.iteration)
         if len(self.records) == len(self.marks_min):
             engine.terminate()
@@ -295,9 +298,12 @@ def train(model: str, train_set: str, data: Path, args: argparse.Namespace) -> d
         on_start = _schedule_to(warmup, scheduler)
     progress = TrainingProgress(interval=10, output_transform=from_engine(["loss"], first=True))
     progress.attach(trainer)
-    saver = MarkCheckpoints(
-        args.marks, lambda i: atomic_save(weights.state_dict(), marks_dir / f"{i}.pt"), on_start, progress=progress
-    )
+
+    def save(index: int) -> None:  # the checkpoint, and the record of every mark so far (a stopped run keeps both)
+        atomic_save(weights.state_dict(), marks_dir / f"{index}.pt")
+        _write({"marks": saver.records, "network_def": network_def}, root / "training.json")
+
+    saver = MarkCheckpoints(args.marks, save, on_start, progress=progress)
     saver.attach(trainer)
     trainer.run()
     if len(saver.records) < len(args.marks):
@@ -477,10 +483,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "settings": {**vars(args), "time": "process CPU time (time.process_time), all threads", "dice": "pooled_dice"},
         "training": {}, "rows": [],
     }
-    earlier = json.loads(Path(args.rescore).read_text())["training"] if args.rescore else {}
+    from_work = args.rescore is not None and Path(args.rescore).is_dir()
+    earlier = json.loads(Path(args.rescore).read_text())["training"] if args.rescore and not from_work else {}
     for model, train_set in runs(args):
         name = f"{model}_{train_set}"
-        if args.rescore:
+        if from_work:
+            record = Path(args.rescore) / name / "training.json"
+            if not record.is_file():
+                raise ValueError(f"learning_curves: {record} does not exist: {args.rescore} has no training of {name}.")
+            trained = json.loads(record.read_text())
+        elif args.rescore:
             if name not in earlier:
                 raise ValueError(f"learning_curves: {args.rescore} has no training of {name} to rescore.")
             trained = earlier[name]

@@ -243,6 +243,16 @@ class TestLearningCurvesEndToEnd(unittest.TestCase):
             self.assertEqual([(r["mark_cpu_min"], r["sampler"], r["iterations"]) for r in rescored],
                              [(0.06, "reference", first["iterations"])])
             self.assertEqual(rescored[0]["dice"], first["dice"])
+            # each run's record is also written beside its checkpoints, so a run stopped early can be rescored
+            for name, trained in result["training"].items():
+                self.assertEqual(json.loads((tmp / "work" / name / "training.json").read_text()), trained, name)
+            at = again.index("--rescore") + 1
+            from_work = [*again[:at], str(tmp / "work"), *again[at + 1:]]
+            with mock.patch.object(learning_curves, "prepare_data", lambda args: {"isbi": data / "isbi"}), \
+                    mock.patch("builtins.print"):
+                self.assertEqual(learning_curves.main(from_work)["rows"][0]["dice"], first["dice"])
+                with self.assertRaisesRegex(ValueError, r"ecsd_no_boundary_isbi/training.json does not exist"):
+                    learning_curves.main([*from_work, "--models", "ecsd_no_boundary"])
             image = cv2.imread(str(tmp / "lc.png"))
             series = 4  # ecsd (bansal), ecsd (reference), biedsnet, basicunet
             self.assertEqual(image.shape, (360 + learning_curves.LEGEND_ROW * series + 10, 2 * 480, 3))
