@@ -13,7 +13,7 @@ from parameterized import parameterized
 
 from emdiff_components.networks.blocks import MSC, RGM, RPGE, MambaLayer
 from emdiff_components.networks.blocks import mamba as mamba_module
-from emdiff_components.networks.blocks.resampling import trilinear_upsample
+from emdiff_components.networks.blocks import trilinear_upsample
 
 
 

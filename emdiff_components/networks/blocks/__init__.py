@@ -54,9 +54,9 @@ __all__ += [
     "ContrastEnhancementBlock",
     "MIDBottleneck",
 ]
-from .resampling import NearestUpsample, conv_downsample, entry_block, up_cat_block
+from .resampling import NearestUpsample, conv_downsample, entry_block, trilinear_upsample, up_cat_block
 
-__all__ += ["conv_downsample", "NearestUpsample", "entry_block", "up_cat_block"]
+__all__ += ["conv_downsample", "NearestUpsample", "entry_block", "up_cat_block", "trilinear_upsample"]
 from .checkpointed import CheckpointedUNet
 
 __all__ += ["CheckpointedUNet"]
