@@ -20,9 +20,7 @@ the same input must agree to ``--tolerance`` (max abs diff; default 1e-3). Parts
 
 - ``ecsd_forward``: forward under ``torch.no_grad`` (eval), ``--ecsd-forward-size`` (512) batch 1;
 - ``ecsd_train``: forward + backward (MSE to a random target) + Adam step, each of ``--ecsd-train-sizes`` (256 512)
-  at batch 2; ours with and without ``use_checkpointing``. Each side steps Adam as its own training code does:
-  ours fused (``fused=True``, as the bundles' configs), the public code PyTorch's default (NeuroDiff's trainer;
-  Cold SegDiffusion ships no optimiser);
+  at batch 2; ours with and without ``use_checkpointing``;
 - ``neurodiff_forward`` / ``neurodiff_train``: the same at ``--neurodiff-shape`` (8 128 128) batch 1.
 
 Widths are the bundles' (ECSD ``dim`` 64: channels 64..512, 4 heads x 32, ``filter_size`` = image size; NeuroDiff
@@ -203,7 +201,7 @@ def _step_fn(config: dict, impl: str):
 
         return forward
     net.train()
-    opt = torch.optim.Adam(net.parameters(), lr=1e-4, fused=impl == "ours")  # each side as its training code
+    opt = torch.optim.Adam(net.parameters(), lr=1e-4)
 
     def train_step() -> None:
         opt.zero_grad(set_to_none=True)
