@@ -265,6 +265,7 @@ def train(model: str, train_set: str, data: Path, args: argparse.Namespace) -> d
     Returns ``{"marks": [per mark: iterations, epochs, CPU and wall seconds], "network_def": frozen or None}``."""
     root = Path(args.work) / f"{model}_{train_set}"
     shutil.rmtree(root / "models", ignore_errors=True)  # never resume an older run
+    (root / "training.json").unlink(missing_ok=True)  # nor rescore its record
     marks_dir = root / "marks"
     marks_dir.mkdir(parents=True, exist_ok=True)
     bundle = pipeline(model, train_set)
