@@ -388,7 +388,8 @@ def _label(row: dict[str, Any]) -> str:
 
 def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
     """One line per model (and sampler) and data set, in the order of ``MODELS``, ``SAMPLERS`` and ``DATASETS``; a
-    column per mark: pooled Dice % (iterations)."""
+    column per mark: pooled Dice % (iterations); with several seeds their mean, then each seed's figure in seed order
+    (named in the first column)."""
     marks = sorted({r["mark_cpu_min"] for r in rows})
     lines = ["| model | data set | " + " | ".join(f"{m:g} CPU-min" for m in marks) + " |",
              "|---|---|" + "---|" * len(marks)]
@@ -398,14 +399,27 @@ def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
 
     keys = list(dict.fromkeys((_label(r), r["dataset"]) for r in sorted(rows, key=order)))
     for label, dataset in keys:
-        cells = {r["mark_cpu_min"]: f"{100 * r['dice']:.1f} ({r['iterations']})" for r in rows
-                 if _label(r) == label and r["dataset"] == dataset}
-        lines.append(f"| {label} | {dataset} | " + " | ".join(cells.get(m, "") for m in marks) + " |")
+        mine = sorted((r for r in rows if _label(r) == label and r["dataset"] == dataset), key=lambda r: r.get("seed", 0))
+        seeds = list(dict.fromkeys(r.get("seed", 0) for r in mine))
+        cells = {}
+        for m in marks:
+            at = [r for r in mine if r["mark_cpu_min"] == m]
+            figures = " / ".join(f"{100 * r['dice']:.1f} ({r['iterations']})" for r in at)
+            cells[m] = f"mean {100 * _mean_dice(at):.1f}: {figures}" if len(at) > 1 else figures
+        name = f"{label}, seeds {'/'.join(map(str, seeds))}" if len(seeds) > 1 else label
+        lines.append(f"| {name} | {dataset} | " + " | ".join(cells[m] for m in marks) + " |")
     return "\n".join(lines)
+
+
+def _mean_dice(rows: Sequence[dict[str, Any]]) -> float:
+    """The mean Dice of the rows (the seeds of one cell)."""
+    return sum(r["dice"] for r in rows) / len(rows)
 
 
 def plot(rows: Sequence[dict[str, Any]], path: str | Path, panel: tuple[int, int] = (480, 360)) -> np.ndarray:
     """Draw Dice against CPU-minutes (log axis), one panel per data set, with OpenCV; write ``path``; return image.
+
+    Each model / sampler is a line through the mean over its seeds at each mark and a dot for every seed's figure.
 
     The image is ``panel[0]`` times the number of data sets wide and ``panel[1] + LEGEND_ROW * series + 10`` high
     (the legend, one row per model / sampler, under the panels; the colours are the same in every panel).
@@ -438,13 +452,14 @@ def plot(rows: Sequence[dict[str, Any]], path: str | Path, panel: tuple[int, int
             cv2.putText(image, f"{mark:g}", (x - 8, y + 18), font, 0.35, (0, 0, 0), 1, cv2.LINE_AA)
         for j, label in enumerate(labels):
             colour = _COLOURS[j % len(_COLOURS)]
-            points = sorted((r["mark_cpu_min"], r["dice"]) for r in rows if r["dataset"] == dataset and _label(r) == label
-                            and math.isfinite(r["dice"]))
-            pixels = [xy(ox, m, d) for m, d in points]
+            mine = [r for r in rows if r["dataset"] == dataset and _label(r) == label and math.isfinite(r["dice"])]
+            means = [(m, _mean_dice([r for r in mine if r["mark_cpu_min"] == m])) for m in marks
+                     if any(r["mark_cpu_min"] == m for r in mine)]
+            pixels = [xy(ox, m, d) for m, d in means]  # the line through the mean of the seeds, a dot for each seed
             for a, b in zip(pixels, pixels[1:]):
                 cv2.line(image, a, b, colour, 2, cv2.LINE_AA)
-            for p in pixels:
-                cv2.circle(image, p, 3, colour, -1, cv2.LINE_AA)
+            for r in mine:
+                cv2.circle(image, xy(ox, r["mark_cpu_min"], r["dice"]), 3, colour, -1, cv2.LINE_AA)
         cv2.putText(image, "process CPU-minutes of training (log)", (ox + left + 60, height - 6), font, 0.4, grey, 1)
         cv2.putText(image, "Dice", (ox + 4, top - 10), font, 0.35, (0, 0, 0), 1, cv2.LINE_AA)
     legend = np.full((LEGEND_ROW * len(labels) + 10, image.shape[1], 3), 255, np.uint8)  # one legend, under the panels
@@ -510,7 +525,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             for i, record in marks:
                 for sampler in samplers:
                     row = {"model": model, "train_set": train_set, "dataset": dataset, "sampler": sampler,
-                           "mark_cpu_min": record["mark_cpu_min"], "iterations": record["iterations"],
+                           "seed": args.seed, "mark_cpu_min": record["mark_cpu_min"], "iterations": record["iterations"],
                            "epochs": record["epochs"], "train_cpu_s": record["cpu_s"]}
                     row.update(evaluate(model, train_set, dataset, data[dataset], i, sampler, args, trained["network_def"]))
                     result["rows"].append(row)
@@ -526,8 +541,8 @@ def merge(paths: Sequence[str | Path], out: str | Path) -> dict[str, Any]:
 
     An input may itself be a merged result (its runs' settings are carried over), so a longer run can be added to an
     earlier table. A training of the same model and data set in two runs is kept twice, the later one under
-    ``"<name> (<file stem>)"``. A (model, sampler, data set, mark) scored by two runs is an error: the merged table
-    would hide one of them."""
+    ``"<name> (<file stem>)"``. Runs of other seeds (``--seed``) join as further figures of the same cells. A (model,
+    sampler, data set, mark, seed) scored by two runs is an error: the merged table would hide one of them."""
     result: dict[str, Any] = {"settings": [], "training": {}, "rows": []}
     seen: dict[tuple, str] = {}
     for path in paths:
@@ -537,7 +552,12 @@ def merge(paths: Sequence[str | Path], out: str | Path) -> dict[str, Any]:
         for name, trained in part["training"].items():
             result["training"][name if name not in result["training"] else f"{name} ({Path(path).stem})"] = trained
         for row in part["rows"]:
-            key = (row["model"], row.get("sampler"), row["dataset"], row["mark_cpu_min"])
+            if "seed" not in row:  # a row written before rows carried their seed: its run's
+                seeds = {s.get("seed", 0) for s in (part["settings"] if merged_before else [part["settings"]])}
+                if len(seeds) != 1:
+                    raise ValueError(f"learning_curves: {path} has a row without its seed among runs of seeds {seeds}.")
+                row["seed"] = seeds.pop()
+            key = (row["model"], row.get("sampler"), row["dataset"], row["mark_cpu_min"], row["seed"])
             if key in seen:
                 raise ValueError(f"learning_curves: {key} is in both {seen[key]} and {path}.")
             seen[key] = str(path)

@@ -155,8 +155,39 @@ class TestMerge(unittest.TestCase):
         with tempfile.TemporaryDirectory() as tmp:
             a = Path(tmp) / "a.json"
             a.write_text(json.dumps(_run(self.settings, [("ecsd", "bansal", "isbi", 3.0, 0.5)])))
-            with self.assertRaisesRegex(ValueError, r"\('ecsd', 'bansal', 'isbi', 3.0\) is in both"):
+            with self.assertRaisesRegex(ValueError, r"\('ecsd', 'bansal', 'isbi', 3.0, 0\) is in both"):
                 learning_curves.merge([a, a], Path(tmp) / "m.json")
+
+    def test_seeds_join_the_same_cells(self):
+        """Runs of seeds 0 and 1: one line per model whose cells give the mean, then each seed's figure; the plot's
+        line runs through the means."""
+        with tempfile.TemporaryDirectory() as tmp:
+            a, b = Path(tmp) / "a.json", Path(tmp) / "b.json"
+            a.write_text(json.dumps(_run(self.settings, [("ecsd", "reference", "isbi", 3.0, 0.5),
+                                                         ("ecsd", "reference", "isbi", 12.0, 0.6)])))
+            b.write_text(json.dumps(_run({**self.settings, "seed": 1}, [("ecsd", "reference", "isbi", 3.0, 0.2),
+                                                                        ("ecsd", "reference", "isbi", 12.0, 0.8)])))
+            merged = learning_curves.merge([a, b], Path(tmp) / "m.json")
+            self.assertEqual([r["seed"] for r in merged["rows"]], [0, 0, 1, 1])
+            table = learning_curves.markdown_table(merged["rows"])
+            self.assertEqual(table.splitlines()[2], "| ecsd (reference), seeds 0/1 | isbi | mean 35.0: 50.0 (10) / "
+                                                    "20.0 (10) | mean 70.0: 60.0 (10) / 80.0 (10) |")
+            image = learning_curves.plot(merged["rows"], Path(tmp) / "m.png")
+            # panel 480 x 360, plot area x 50-465, y = 30 + (1 - dice) * 290; log axis: 3 -> x 50, 12 -> x 465
+            colour = list(learning_curves._COLOURS[0])
+            mid_x, mid_y = (50 + 465) // 2, round(30 + (1 - (0.35 + 0.70) / 2) * 290)
+            self.assertTrue(any(list(image[mid_y + dy, mid_x]) == colour for dy in (-1, 0, 1)))
+            seed_line_y = round(30 + (1 - (0.5 + 0.6) / 2) * 290)  # where a line through seed 0 alone would pass
+            self.assertNotIn(colour, [list(image[seed_line_y + dy, mid_x]) for dy in (-1, 0, 1)])
+
+    def test_a_row_without_its_seed_among_several_seeds_is_an_error(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            a, m = Path(tmp) / "a.json", Path(tmp) / "m.json"
+            merged = _run(self.settings, [("ecsd", "bansal", "isbi", 3.0, 0.5)])
+            merged["settings"] = [{**self.settings, "file": "x"}, {**self.settings, "seed": 1, "file": "y"}]
+            a.write_text(json.dumps(merged))
+            with self.assertRaisesRegex(ValueError, r"a.json has a row without its seed"):
+                learning_curves.merge([a], m)
 
 
 class TestMarkCheckpoints(unittest.TestCase):
