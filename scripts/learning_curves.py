@@ -419,7 +419,8 @@ def _mean_dice(rows: Sequence[dict[str, Any]]) -> float:
 def plot(rows: Sequence[dict[str, Any]], path: str | Path, panel: tuple[int, int] = (480, 360)) -> np.ndarray:
     """Draw Dice against CPU-minutes (log axis), one panel per data set, with OpenCV; write ``path``; return image.
 
-    Each model / sampler is a line through the mean over its seeds at each mark and a dot for every seed's figure.
+    Each model / sampler is a line through the mean over its seeds at each mark (also a short bar there, where there
+    are several seeds) and a dot for every seed's figure.
 
     The image is ``panel[0]`` times the number of data sets wide and ``panel[1] + LEGEND_ROW * series + 10`` high
     (the legend, one row per model / sampler, under the panels; the colours are the same in every panel).
@@ -460,6 +461,10 @@ def plot(rows: Sequence[dict[str, Any]], path: str | Path, panel: tuple[int, int
                 cv2.line(image, a, b, colour, 2, cv2.LINE_AA)
             for r in mine:
                 cv2.circle(image, xy(ox, r["mark_cpu_min"], r["dice"]), 3, colour, -1, cv2.LINE_AA)
+            for m, d in means:  # the mean of several seeds also as a short bar, visible where no line passes
+                if sum(r["mark_cpu_min"] == m for r in mine) > 1:
+                    x, y = xy(ox, m, d)
+                    cv2.line(image, (x - 9, y), (x + 9, y), colour, 2)
         cv2.putText(image, "process CPU-minutes of training (log)", (ox + left + 60, height - 6), font, 0.4, grey, 1)
         cv2.putText(image, "Dice", (ox + 4, top - 10), font, 0.35, (0, 0, 0), 1, cv2.LINE_AA)
     legend = np.full((LEGEND_ROW * len(labels) + 10, image.shape[1], 3), 255, np.uint8)  # one legend, under the panels

@@ -177,6 +177,8 @@ class TestMerge(unittest.TestCase):
             colour = list(learning_curves._COLOURS[0])
             mid_x, mid_y = (50 + 465) // 2, round(30 + (1 - (0.35 + 0.70) / 2) * 290)
             self.assertTrue(any(list(image[mid_y + dy, mid_x]) == colour for dy in (-1, 0, 1)))
+            bar_y = round(30 + (1 - 0.35) * 290)  # the bar at the mean of mark 3, left of the line's start
+            self.assertIn(colour, [list(image[bar_y + dy, 50 - 6]) for dy in (-1, 0, 1)])
             seed_line_y = round(30 + (1 - (0.5 + 0.6) / 2) * 290)  # where a line through seed 0 alone would pass
             self.assertNotIn(colour, [list(image[seed_line_y + dy, mid_x]) for dy in (-1, 0, 1)])
 
