@@ -17,6 +17,11 @@ keeps freed feature maps instead of returning them to the OS (each fresh 64 MB m
 convolution alone (random tensors of the same shapes and memory formats, best of ``--repeats``), so the convolutions'
 share of the forward and their rate in the network can be read beside the rate the same shapes reach on their own
 (FLOPs as ``torch.utils.flop_counter`` counts them). The share divides by a forward timed without the interception.
+
+``--op-profile forward|train`` instead runs one forward (batch 1, no grad) or one training step (batch ``--batch``,
+plain Adam, checkpointing only with ``--checkpointing``) under ``torch.profiler`` after one warm-up and reports the
+self CPU time of each ATen operator, largest first, with the convolutions' share (every operator named ``*conv*``:
+forward and backward kernels and their dispatch).
 """
 
 from __future__ import annotations
@@ -51,7 +56,8 @@ def _worker(spec: dict) -> dict:
     generator = torch.Generator().manual_seed(0)
     size, batch = spec["size"], spec["batch"]
     widths = [spec["channels"] * m for m in (1, 2, 4, 8)]
-    net = ECSDUNet(channels=widths, filter_size=spec["filter_size"], use_checkpointing=spec["mode"] == "train")
+    checkpointing = spec["mode"] == "train" or spec.get("checkpointing", False)
+    net = ECSDUNet(channels=widths, filter_size=spec["filter_size"], use_checkpointing=checkpointing)
     params = sum(p.numel() for p in net.parameters())
     x = torch.rand(batch, 1, size, size, generator=generator) * 2 - 1
     image = torch.rand(batch, 1, size, size, generator=generator) * 2 - 1
@@ -59,6 +65,8 @@ def _worker(spec: dict) -> dict:
     timesteps = torch.randint(0, 50, (batch,), generator=generator)
     base_gb = peak_rss_gb()
     times = []
+    if spec["mode"] == "op_profile":
+        return {**spec, "params": params, **_op_profile(_profile_step(net, spec), top=spec.get("top", 25))}
     if spec["mode"] == "conv_rates":
         net.eval()
         return {**spec, "params": params, **_conv_rates(net, (x, timesteps, image), spec["repeats"])}
@@ -176,6 +184,88 @@ def _conv_rates(net, inputs: tuple, repeats: int) -> dict:
     }
 
 
+def _op_profile(step, top: int) -> dict:
+    """Self CPU seconds per ATen operator of one ``step()`` under ``torch.profiler`` (after one warm-up call)."""
+
+    import torch
+
+    step()
+    start = time.perf_counter()
+    step()
+    seconds = time.perf_counter() - start
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        step()
+    ops = {e.key: (e.self_cpu_time_total / 1e6, e.count) for e in prof.key_averages() if e.key.startswith("aten::")}
+    total = sum(s for s, _ in ops.values())
+    conv = sum(s for name, (s, _) in ops.items() if "conv" in name)  # kernels (oneDNN, native) and their dispatch
+    ranked = sorted(ops.items(), key=lambda kv: -kv[1][0])
+    return {
+        "step_s": seconds,
+        "aten_self_s": total,
+        "conv_self_s": conv,
+        "conv_share": conv / total,
+        "ops": [{"op": name, "self_s": s, "calls": n} for name, (s, n) in ranked[:top]],
+    }
+
+
+def _profile_step(net, spec: dict):
+    """The step that ``--op-profile`` times: a no-grad forward, or forward + MSE backward + Adam step."""
+
+    import torch
+
+    size, batch = spec["size"], spec["batch"]
+    generator = torch.Generator().manual_seed(0)
+    x = torch.rand(batch, 1, size, size, generator=generator) * 2 - 1
+    image = torch.rand(batch, 1, size, size, generator=generator) * 2 - 1
+    timesteps = torch.randint(0, 50, (batch,), generator=generator)
+    if spec["op_profile"] == "forward":
+        net.eval()
+
+        def forward() -> None:
+            with torch.no_grad():
+                net(x, timesteps, image)
+
+        return forward
+    net.train()
+    target = torch.randn(batch, 1, size, size, generator=generator)
+    optimizer = torch.optim.Adam(net.parameters(), lr=1e-5)
+
+    def train_step() -> None:
+        torch.nn.functional.mse_loss(net(x, timesteps, image), target).backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    return train_step
+
+
+def _report_op_profile(args) -> None:
+    """Measure ``--op-profile`` at each size (default allocator), log a table and write ``--out``."""
+
+    rows = []
+    for size in args.sizes:
+        batch = 1 if args.op_profile == "forward" else args.batch
+        spec = {
+            "size": size, "channels": args.channels, "threads": args.threads, "filter_size": args.filter_size,
+            "mode": "op_profile", "op_profile": args.op_profile, "batch": batch, "checkpointing": args.checkpointing,
+        }  # fmt: skip
+        r = _run(spec, tuned=False)
+        rows.append(r)
+        lines = [f"{'operator':>44} {'self s':>7} {'share':>6} {'calls':>6}"]
+        for op in r["ops"]:
+            share = 100 * op["self_s"] / r["aten_self_s"]
+            lines.append(f"{op['op']:>44} {op['self_s']:>7.3f} {share:>5.1f}% {op['calls']:>6}")
+        logger.info(
+            "ECSDUNet(channels=%d), %s, %d x %d, batch %d, %d threads%s: %.2f s unprofiled; ATen self time %.2f s, "
+            "convolutions (forward and backward) %.2f s (%.0f %%)\n%s",
+            args.channels, args.op_profile, size, size, batch, args.threads,
+            ", checkpointing" if args.checkpointing else "", r["step_s"], r["aten_self_s"], r["conv_self_s"],
+            100 * r["conv_share"], "\n".join(lines),
+        )  # fmt: skip
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump({"threads": args.threads, "op_profile": rows}, f, indent=2)
+
+
 def _run(spec: dict, tuned: bool) -> dict:
     env = dict(os.environ, **(TUNED_MALLOC_ENV if tuned else {}))
     return run_json_child([__file__, "--worker", json.dumps(spec)], env=env, what=f"profile_ecsd_network worker {spec}")
@@ -227,6 +317,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--allocator", choices=["default", "tuned", "both"], default="both")
     parser.add_argument("--skip-train", action="store_true")
     parser.add_argument("--conv-rates", action="store_true", help="time the convolutions in and out of the network")
+    parser.add_argument(
+        "--op-profile", choices=["forward", "train"], default=None, help="self CPU time per operator of one step"
+    )
+    parser.add_argument("--checkpointing", action="store_true", help="--op-profile train with use_checkpointing")
     parser.add_argument("--out", default=None, help="path of the JSON result")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -238,6 +332,9 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
     if args.conv_rates:
         _report_conv_rates(args)
+        return
+    if args.op_profile:
+        _report_op_profile(args)
         return
     allocators = ["default", "tuned"] if args.allocator == "both" else [args.allocator]
     rows = []

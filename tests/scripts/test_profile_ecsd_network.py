@@ -1,4 +1,5 @@
-"""scripts/profile_ecsd_network.py --conv-rates: every convolution of a forward is timed, functional ones included."""
+"""scripts/profile_ecsd_network.py: --conv-rates times every convolution of a forward, functional ones included;
+--op-profile splits a forward or a training step into operators, the convolutions counted call for call."""
 
 from __future__ import annotations
 
@@ -46,6 +47,59 @@ class TestConvRates(unittest.TestCase):
         self.assertLess(result["conv_s"], result["forward_s"])
         for r in result["shapes"]:
             self.assertAlmostEqual(r["network_gflops"], r["gflop"] / r["network_s"])
+
+
+def count_convolutions(fn) -> int:
+    """Number of ``aten.convolution`` calls of ``fn()``, caught below autograd."""
+
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    calls = []
+
+    class Count(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if func is torch.ops.aten.convolution.default:
+                calls.append(1)
+            return func(*args, **(kwargs or {}))
+
+    with Count():
+        fn()
+    return len(calls)
+
+
+class TestOpProfile(unittest.TestCase):
+    def setUp(self):
+        torch.manual_seed(0)
+        self.net = ECSDUNet(channels=(8, 16, 32, 64), filter_size=32)
+        self.spec = {"size": 32, "batch": 2}
+
+    def profile(self, mode: str) -> dict:
+        return profile._op_profile(profile._profile_step(self.net, {**self.spec, "op_profile": mode}), top=1000)
+
+    def calls(self, result: dict) -> dict:
+        return {op["op"]: op["calls"] for op in result["ops"]}
+
+    def test_forward_counts_every_convolution_and_no_backward(self):
+        step = profile._profile_step(self.net, {**self.spec, "op_profile": "forward"})
+        expected = count_convolutions(step)
+        result = self.profile("forward")
+        calls = self.calls(result)
+        self.assertEqual(calls["aten::convolution"], expected)
+        self.assertNotIn("aten::convolution_backward", calls)
+        conv = sum(op["self_s"] for op in result["ops"] if "conv" in op["op"])
+        self.assertAlmostEqual(result["conv_self_s"], conv)
+        self.assertAlmostEqual(result["aten_self_s"], sum(op["self_s"] for op in result["ops"]))
+        self.assertAlmostEqual(result["conv_share"], conv / result["aten_self_s"])
+
+    def test_train_step_has_one_convolution_backward_per_convolution_and_updates_the_weights(self):
+        before = [p.detach().clone() for p in self.net.parameters()]
+        result = self.profile("train")
+        calls = self.calls(result)
+        self.assertEqual(calls["aten::convolution_backward"], calls["aten::convolution"])
+        self.assertGreater(calls["aten::convolution"], 100)
+        # warm-up, timed and profiled steps: three Adam steps, so every parameter has moved
+        moved = [not torch.equal(a, p.detach()) for a, p in zip(before, self.net.parameters())]
+        self.assertTrue(all(moved))
 
 
 if __name__ == "__main__":
