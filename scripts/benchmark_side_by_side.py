@@ -32,6 +32,11 @@ once by ``torch.utils.flop_counter.FlopCounterMode`` in a separate subprocess (c
 not element-wise ops, norms, FFTs or the Mamba scan) and the achieved GFLOP/s, beside the machine's own rates: a
 3x3 conv2d 64 -> 64 at 256 x 256 batch 4 and a 2048^3 float32 matmul, timed in a subprocess.
 A variant whose subprocess fails (e.g. killed out of memory) gets a "failed (exit code N)" row; the rest goes on.
+With ``--op-profile`` every variant's step is also run once under ``torch.profiler`` in a further subprocess
+(``benchmark_common.operator_profile``): the table then gives the seconds its convolutions take (every ATen operator
+named ``*conv*``, forward and backward kernels, with their share of all operators' self time) and "public / our
+conv", the public network's operator self time over our convolutions' (both profiled, one after the other): the ratio
+ours would reach if everything but its convolutions cost nothing.
 
 Usage::
 
@@ -59,7 +64,7 @@ import torch.nn.functional as F
 import torch.utils.flop_counter
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the scripts folder: benchmark_common
-from benchmark_common import peak_rss_gb, run_json_child  # noqa: E402
+from benchmark_common import operator_profile, peak_rss_gb, run_json_child  # noqa: E402
 
 logger = logging.getLogger("benchmark_side_by_side")
 
@@ -298,7 +303,12 @@ def job_machine(conv_size: int = 256, matmul_size: int = 2048) -> dict:
     }
 
 
-JOBS = {"time": job_time, "flops": job_flops, "check": job_check, "machine": job_machine}
+def job_ops(config: dict, impl: str) -> dict:
+    """Self CPU time per operator of one unit (:func:`benchmark_common.operator_profile`), the top 12 kept."""
+    return operator_profile(_step_fn(config, impl), top=12)
+
+
+JOBS = {"time": job_time, "flops": job_flops, "check": job_check, "machine": job_machine, "ops": job_ops}
 
 
 def run_job(job: dict, threads: int) -> dict:
@@ -339,8 +349,11 @@ def _impl_name(config: dict, impl: str) -> str:
     return "ours, use_checkpointing" if impl == "ours" and config.get("use_checkpointing") else impl
 
 
-def measure(cases: list[dict], repeats: int, threads: int, tolerance: float) -> tuple[list[dict], list[dict]]:
-    """Equal-output checks, then the timings (alternating public / ours) and FLOP counts; returns (checks, rows)."""
+def measure(
+    cases: list[dict], repeats: int, threads: int, tolerance: float, op_profile: bool = False
+) -> tuple[list[dict], list[dict]]:
+    """Equal-output checks, then the timings (alternating public / ours), FLOP counts and, with ``op_profile``, the
+    operator profiles; returns (checks, rows)."""
     checks, seen = [], set()
     for case in cases:
         cfg = {**case["config"], "batch": 1, "task": "forward"}
@@ -391,6 +404,11 @@ def measure(cases: list[dict], repeats: int, threads: int, tolerance: float) -> 
                 "all_seconds": seconds[i], "ratio_public_over_ours": None if impl == "public" or public_s is None else public_s / median,
                 "peak_rss_gb": max(rss[i]), "flops": flops, "gflops_per_s": flops / median / 1e9,
             })
+            if op_profile:
+                ops = run_job({"kind": "ops", "args": {"config": cfg, "impl": impl}}, threads)
+                rows[-1]["op_profile"] = ops
+                logger.info("%s %s %s: convolutions %.2f of %.2f s operator self time", case["part"], case["case"],
+                            _impl_name(cfg, impl), ops["conv_self_s"], ops["aten_self_s"])
     return checks, rows
 
 
@@ -401,19 +419,32 @@ def format_table(result: dict) -> str:
     lines = [
         f"Side by side on {result['threads']} threads, median of {result['repeats']} (torch {result['torch']})",
         "",
-        "| part | case | network | s | public / ours | peak RSS GB | GFLOP | GFLOP/s | % of conv3x3 rate |",
-        "|---|---|---|---|---|---|---|---|---|",
     ]
+    profiled = any("op_profile" in r for r in result["rows"])
+    header = ["part", "case", "network", "s", "public / ours", "peak RSS GB", "GFLOP", "GFLOP/s", "% of conv3x3 rate"]
+    if profiled:
+        header += ["conv s (share)", "public / our conv"]
+    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    public_s: dict[tuple, float] = {}  # the public network's profiled operator self time, per case
     for r in result["rows"]:
         if r.get("error"):
-            lines.append(f"| {r['part']} | {r['case']} | {r['impl']} | {r['error']} |  |  |  |  |  |")
+            lines.append(f"| {r['part']} | {r['case']} | {r['impl']} | {r['error']} |" + "  |" * (len(header) - 4))
             continue
+        if r["impl"] == "public":
+            if "op_profile" in r:
+                public_s[r["part"], r["case"]] = r["op_profile"]["aten_self_s"]
         ratio = "" if r["ratio_public_over_ours"] is None else f"{r['ratio_public_over_ours']:.2f}"
         share = f"{100 * r['gflops_per_s'] / conv:.0f} %" if conv else ""
-        lines.append(
-            f"| {r['part']} | {r['case']} | {r['impl']} | {r['seconds']:.3f} | {ratio} | {r['peak_rss_gb']:.2f} | "
-            f"{r['flops'] / 1e9:.1f} | {r['gflops_per_s']:.1f} | {share} |"
-        )
+        cells = [r["part"], r["case"], r["impl"], f"{r['seconds']:.3f}", ratio, f"{r['peak_rss_gb']:.2f}",
+                 f"{r['flops'] / 1e9:.1f}", f"{r['gflops_per_s']:.1f}", share]  # fmt: skip
+        if profiled:
+            ops = r.get("op_profile")
+            floor = public_s.get((r["part"], r["case"])) if r["impl"] != "public" else None
+            cells += [
+                f"{ops['conv_self_s']:.2f} ({100 * ops['conv_share']:.0f} %)" if ops else "",
+                f"{floor / ops['conv_self_s']:.2f}" if ops and floor else "",
+            ]
+        lines.append("| " + " | ".join(cells) + " |")
     if machine:
         lines += [
             "",
@@ -446,6 +477,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--neurodiff-channel-mult", type=float, nargs="+", default=[0.5, 1, 1, 2, 2, 4, 4])
     parser.add_argument("--neurodiff-rgm-factors", type=int, nargs="+", default=[8, 16, 32])
     parser.add_argument("--skip-machine", action="store_true", help="do not time the machine's conv / matmul rates")
+    parser.add_argument("--op-profile", action="store_true", help="also profile each variant's step by operator")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
@@ -477,7 +509,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         print(json.dumps(JOBS[job["kind"]](**job["args"])))
         return {}
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    checks, rows = measure(configs(args), args.repeats, args.threads, args.tolerance)
+    checks, rows = measure(configs(args), args.repeats, args.threads, args.tolerance, args.op_profile)
     machine = None if args.skip_machine else run_job({"kind": "machine", "args": {}}, args.threads)
     result = {
         "threads": args.threads, "repeats": args.repeats, "torch": torch.__version__,

@@ -35,7 +35,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the scripts folder: benchmark_common
-from benchmark_common import peak_rss_gb, run_json_child  # noqa: E402
+from benchmark_common import operator_profile, peak_rss_gb, run_json_child  # noqa: E402
 
 __all__ = ["main"]
 
@@ -66,7 +66,7 @@ def _worker(spec: dict) -> dict:
     base_gb = peak_rss_gb()
     times = []
     if spec["mode"] == "op_profile":
-        return {**spec, "params": params, **_op_profile(_profile_step(net, spec), top=spec.get("top", 25))}
+        return {**spec, "params": params, **operator_profile(_profile_step(net, spec), top=spec.get("top", 25))}
     if spec["mode"] == "conv_rates":
         net.eval()
         return {**spec, "params": params, **_conv_rates(net, (x, timesteps, image), spec["repeats"])}
@@ -181,30 +181,6 @@ def _conv_rates(net, inputs: tuple, repeats: int) -> dict:
         "network_gflops": gflop / conv_s,
         "alone_gflops": gflop / sum(r["alone_s"] for r in shapes),
         "shapes": sorted(shapes, key=lambda r: -r["network_s"]),
-    }
-
-
-def _op_profile(step, top: int) -> dict:
-    """Self CPU seconds per ATen operator of one ``step()`` under ``torch.profiler`` (after one warm-up call)."""
-
-    import torch
-
-    step()
-    start = time.perf_counter()
-    step()
-    seconds = time.perf_counter() - start
-    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
-        step()
-    ops = {e.key: (e.self_cpu_time_total / 1e6, e.count) for e in prof.key_averages() if e.key.startswith("aten::")}
-    total = sum(s for s, _ in ops.values())
-    conv = sum(s for name, (s, _) in ops.items() if "conv" in name)  # kernels (oneDNN, native) and their dispatch
-    ranked = sorted(ops.items(), key=lambda kv: -kv[1][0])
-    return {
-        "step_s": seconds,
-        "aten_self_s": total,
-        "conv_self_s": conv,
-        "conv_share": conv / total,
-        "ops": [{"op": name, "self_s": s, "calls": n} for name, (s, n) in ranked[:top]],
     }
 
 

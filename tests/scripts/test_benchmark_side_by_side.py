@@ -118,6 +118,15 @@ class TestOursInASubprocess(unittest.TestCase):
         self.assertGreater(counter.get_total_flops(), 0)
         self.assertEqual(counted["flops"], counter.get_total_flops())
 
+    def test_operator_profile_job(self):
+        ops = side_by_side.run_job({"kind": "ops", "args": {"config": TINY_ECSD, "impl": "ours"}}, threads=1)
+        self.assertEqual(len(ops["ops"]), 12)
+        self.assertEqual([o["self_s"] for o in ops["ops"]], sorted((o["self_s"] for o in ops["ops"]), reverse=True))
+        self.assertGreater(ops["conv_self_s"], 0)
+        self.assertAlmostEqual(ops["conv_share"], ops["conv_self_s"] / ops["aten_self_s"])
+        # a forward under no_grad: no backward kernel among the operators
+        self.assertFalse(any("backward" in o["op"] for o in ops["ops"]))
+
     def test_failing_job_reports_its_error(self):
         with self.assertRaisesRegex(RuntimeError, r"(?s)sampling job \{\} failed \(exit code 1\):.*KeyError: 'sampling'"):
             side_by_side.run_job({"kind": "sampling", "args": {}}, threads=1)
@@ -131,6 +140,8 @@ def _fake_run_job(diff: float = 0.0):
             return {"max_abs_diff": diff, "max_abs_output": 1.0}
         if job["kind"] == "time" and job["args"]["impl"] == "public":
             raise RuntimeError("time job {} failed (exit code -9):\nKilled")
+        if job["kind"] == "ops":
+            return {"conv_self_s": 1.5, "aten_self_s": 2.0, "conv_share": 0.75, "ops": []}
         return {"seconds": 2.0, "peak_rss_gb": 1.0} if job["kind"] == "time" else {"flops": 4e9}
 
     return run
@@ -150,6 +161,13 @@ class TestMeasure(unittest.TestCase):
         self.assertIsNone(rows[1]["ratio_public_over_ours"])
         # one check, public timed once (then skipped), ours twice, one FLOP count for ours
         self.assertEqual([c.args[0]["kind"] for c in run.call_args_list], ["check", "time", "time", "time", "flops"])
+
+    def test_op_profile_runs_one_profile_per_measured_variant(self):
+        with mock.patch.object(side_by_side, "run_job", side_effect=_fake_run_job()) as run:
+            _, rows = side_by_side.measure(self.cases, repeats=1, threads=1, tolerance=1e-3, op_profile=True)
+        self.assertEqual([c.args[0]["kind"] for c in run.call_args_list], ["check", "time", "time", "flops", "ops"])
+        self.assertNotIn("op_profile", rows[0])  # the failed public variant is not profiled
+        self.assertEqual(rows[1]["op_profile"]["conv_self_s"], 1.5)
 
     def test_different_outputs_stop_before_timing(self):
         fake = mock.patch.object(side_by_side, "run_job", side_effect=_fake_run_job(diff=0.5))
@@ -178,6 +196,16 @@ class TestFormatTable(unittest.TestCase):
         self.assertEqual(lines[5], "| ecsd_forward | 512 x 512 batch 1 | ours | 2.000 | 2.00 | 1.25 | 200.0 | 100.0 | 50 % |")
         self.assertIn("conv2d: 200.0 GFLOP/s (250.0 channels-last); mm: 150.0 GFLOP/s.", lines[7])
         self.assertIn("ecsd 512: max |diff| 2.50e-05", lines[8])
+
+    def test_operator_profile_columns(self):
+        public = {**ROWS[0], "op_profile": {"conv_self_s": 3.0, "conv_share": 0.75, "aten_self_s": 4.4}}
+        ours = {**ROWS[1], "op_profile": {"conv_self_s": 0.8, "conv_share": 0.4, "aten_self_s": 2.0}}
+        result = {"threads": 2, "repeats": 3, "torch": "2.x", "rows": [public, ours], "machine": None, "checks": []}
+        lines = side_by_side.format_table(result).splitlines()
+        self.assertTrue(lines[2].endswith("| conv s (share) | public / our conv |"))
+        self.assertTrue(lines[4].endswith("| 3.00 (75 %) |  |"))
+        # the public network's profiled 4.4 s (not its timed 4.0 s) over our convolutions' 0.8 s
+        self.assertTrue(lines[5].endswith("| 0.80 (40 %) | 5.50 |"))
 
     def test_failed_variant(self):
         failed = {"part": "ecsd_train", "case": "512 x 512 batch 2", "impl": "public", "error": "failed (exit code -9)"}

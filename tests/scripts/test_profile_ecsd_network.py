@@ -74,7 +74,7 @@ class TestOpProfile(unittest.TestCase):
         self.spec = {"size": 32, "batch": 2}
 
     def profile(self, mode: str) -> dict:
-        return profile._op_profile(profile._profile_step(self.net, {**self.spec, "op_profile": mode}), top=1000)
+        return profile.operator_profile(profile._profile_step(self.net, {**self.spec, "op_profile": mode}), top=1000)
 
     def calls(self, result: dict) -> dict:
         return {op["op"]: op["calls"] for op in result["ops"]}
