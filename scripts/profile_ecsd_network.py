@@ -66,7 +66,8 @@ def _worker(spec: dict) -> dict:
     base_gb = peak_rss_gb()
     times = []
     if spec["mode"] == "op_profile":
-        return {**spec, "params": params, **operator_profile(_profile_step(net, spec), top=spec.get("top", 25))}
+        step = _profile_step(net, (x, timesteps, image), target, spec)
+        return {**spec, "params": params, **operator_profile(step, top=spec.get("top", 25))}
     if spec["mode"] == "conv_rates":
         net.eval()
         return {**spec, "params": params, **_conv_rates(net, (x, timesteps, image), spec["repeats"])}
@@ -184,30 +185,24 @@ def _conv_rates(net, inputs: tuple, repeats: int) -> dict:
     }
 
 
-def _profile_step(net, spec: dict):
+def _profile_step(net, inputs: tuple, target, spec: dict):
     """The step that ``--op-profile`` times: a no-grad forward, or forward + MSE backward + Adam step."""
 
     import torch
 
-    size, batch = spec["size"], spec["batch"]
-    generator = torch.Generator().manual_seed(0)
-    x = torch.rand(batch, 1, size, size, generator=generator) * 2 - 1
-    image = torch.rand(batch, 1, size, size, generator=generator) * 2 - 1
-    timesteps = torch.randint(0, 50, (batch,), generator=generator)
     if spec["op_profile"] == "forward":
         net.eval()
 
         def forward() -> None:
             with torch.no_grad():
-                net(x, timesteps, image)
+                net(*inputs)
 
         return forward
     net.train()
-    target = torch.randn(batch, 1, size, size, generator=generator)
     optimizer = torch.optim.Adam(net.parameters(), lr=1e-5)
 
     def train_step() -> None:
-        torch.nn.functional.mse_loss(net(x, timesteps, image), target).backward()
+        torch.nn.functional.mse_loss(net(*inputs), target).backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 

@@ -72,16 +72,25 @@ class TestOpProfile(unittest.TestCase):
     def setUp(self):
         torch.manual_seed(0)
         self.net = ECSDUNet(channels=(8, 16, 32, 64), filter_size=32)
-        self.spec = {"size": 32, "batch": 2}
+        g = torch.Generator().manual_seed(0)
+        self.inputs = (
+            torch.rand(2, 1, 32, 32, generator=g),
+            torch.tensor([3, 40]),
+            torch.rand(2, 1, 32, 32, generator=g),
+        )
+        self.target = torch.rand(2, 1, 32, 32, generator=g)
+
+    def step(self, mode: str):
+        return profile._profile_step(self.net, self.inputs, self.target, {"op_profile": mode})
 
     def profile(self, mode: str) -> dict:
-        return profile.operator_profile(profile._profile_step(self.net, {**self.spec, "op_profile": mode}), top=1000)
+        return profile.operator_profile(self.step(mode), top=1000)
 
     def calls(self, result: dict) -> dict:
         return {op["op"]: op["calls"] for op in result["ops"]}
 
     def test_forward_counts_every_convolution_and_no_backward(self):
-        step = profile._profile_step(self.net, {**self.spec, "op_profile": "forward"})
+        step = self.step("forward")
         expected = count_convolutions(step)
         result = self.profile("forward")
         calls = self.calls(result)
