@@ -17,6 +17,9 @@ keeps freed feature maps instead of returning them to the OS (each fresh 64 MB m
 convolution alone (random tensors of the same shapes and memory formats, best of ``--repeats``), so the convolutions'
 share of the forward and their rate in the network can be read beside the rate the same shapes reach on their own
 (FLOPs as ``torch.utils.flop_counter`` counts them). The share divides by a forward timed without the interception.
+Each distinct convolution is also timed alone with its backward (input and weight gradients), in the network's memory
+format and in the other one (channels-last or contiguous), and the sums over the forward are reported for both formats
+and for the faster of the two per shape: how much a per-layer choice of memory format could save.
 
 ``--op-profile forward|train`` instead runs one forward (batch 1, no grad) or one training step (batch ``--batch``,
 plain Adam, checkpointing only with ``--checkpointing``) under ``torch.profiler`` after one warm-up and reports the
@@ -141,20 +144,11 @@ def _conv_rates(net, inputs: tuple, repeats: int) -> dict:
             x_shape, w_shape, has_bias, stride, padding, dilation, transposed, output_padding, groups, x_fmt, w_fmt = (
                 key
             )
-            x = torch.randn(x_shape)
-            w = torch.randn(w_shape)
-            if x_fmt == "channels_last":
-                x = x.contiguous(memory_format=torch.channels_last)
-            if w_fmt == "channels_last":
-                w = w.contiguous(memory_format=torch.channels_last)
             bias = torch.randn(w_shape[1] * groups if transposed else w_shape[0]) if has_bias else None
-            conv_args = (x, w, bias, stride, padding, dilation, transposed, output_padding, groups)
-            torch.ops.aten.convolution(*conv_args)
-            alone = []
-            for _ in range(repeats):
-                t0 = time.perf_counter()
-                torch.ops.aten.convolution(*conv_args)
-                alone.append(time.perf_counter() - t0)
+            conv = (bias, stride, padding, dilation, transposed, output_padding, groups)
+            other = "contiguous" if x_fmt == "channels_last" else "channels_last"
+            alone, alone_backward = _time_alone(x_shape, w_shape, x_fmt, w_fmt, conv, repeats)
+            other_alone, other_backward = _time_alone(x_shape, w_shape, other, other, conv, repeats)
             gflop = entry["flops"] * entry["calls"] / 1e9
             shapes.append(
                 {
@@ -167,9 +161,13 @@ def _conv_rates(net, inputs: tuple, repeats: int) -> dict:
                     "calls": entry["calls"],
                     "gflop": gflop,
                     "network_s": entry["seconds"],
-                    "alone_s": min(alone) * entry["calls"],
+                    "alone_s": alone * entry["calls"],
+                    "alone_backward_s": alone_backward * entry["calls"],
+                    "other_format": other,
+                    "other_s": other_alone * entry["calls"],
+                    "other_backward_s": other_backward * entry["calls"],
                     "network_gflops": gflop / entry["seconds"],
-                    "alone_gflops": entry["flops"] / min(alone) / 1e9,
+                    "alone_gflops": entry["flops"] / alone / 1e9,
                 }
             )
     conv_s = sum(r["network_s"] for r in shapes)
@@ -181,8 +179,47 @@ def _conv_rates(net, inputs: tuple, repeats: int) -> dict:
         "conv_gflop": gflop,
         "network_gflops": gflop / conv_s,
         "alone_gflops": gflop / sum(r["alone_s"] for r in shapes),
+        **_format_sums(shapes),
         "shapes": sorted(shapes, key=lambda r: -r["network_s"]),
     }
+
+
+def _time_alone(x_shape, w_shape, x_fmt: str, w_fmt: str, conv: tuple, repeats: int) -> tuple[float, float]:
+    """Best-of-``repeats`` seconds of one convolution on random tensors in the given memory formats: its forward, and
+    its backward (gradients of input and weight, as every convolution of a training step but the first needs)."""
+
+    import torch
+
+    def tensor(shape, fmt: str):
+        t = torch.randn(shape)
+        return t.contiguous(memory_format=torch.channels_last) if fmt == "channels_last" else t
+
+    x, w = tensor(x_shape, x_fmt).requires_grad_(), tensor(w_shape, w_fmt).requires_grad_()
+    forward, backward = [], []
+    with torch.enable_grad():
+        for _ in range(repeats + 1):  # the first is a warm-up (oneDNN primitive creation)
+            t0 = time.perf_counter()
+            y = torch.ops.aten.convolution(x, w, *conv)
+            t1 = time.perf_counter()
+            grad = torch.randn_like(y)
+            t2 = time.perf_counter()
+            y.backward(grad)
+            forward.append(t1 - t0)
+            backward.append(time.perf_counter() - t2)
+            x.grad = w.grad = None
+    return min(forward[1:]), min(backward[1:])
+
+
+def _format_sums(shapes: list[dict]) -> dict:
+    """Each convolution of the forward timed alone, summed over the forward: in the network's memory formats, in the
+    other format, and in the faster of the two for each shape; forward, and backward (of a training step)."""
+
+    sums = {}
+    for part, here, there in (("forward", "alone_s", "other_s"), ("backward", "alone_backward_s", "other_backward_s")):
+        sums[f"alone_{part}_s"] = sum(r[here] for r in shapes)
+        sums[f"other_format_{part}_s"] = sum(r[there] for r in shapes)
+        sums[f"best_format_{part}_s"] = sum(min(r[here], r[there]) for r in shapes)
+    return sums
 
 
 def _profile_step(net, inputs: tuple, target, spec: dict):
@@ -250,12 +287,23 @@ def _report_conv_rates(args) -> None:
         spec = {"size": size, "channels": args.channels, "threads": args.threads, "filter_size": args.filter_size}
         rows.append(_run({**spec, "mode": "conv_rates", "batch": 1, "repeats": args.repeats}, tuned=False))
     for r in rows:
-        lines = [f"{'input':>18} {'weight':>16} {'calls':>5} {'GFLOP':>7} {'in net s':>8} {'GFLOP/s':>7} {'alone':>7}"]
+        lines = [
+            f"{'input':>18} {'weight':>16} {'calls':>5} {'GFLOP':>7} {'in net s':>8} {'GFLOP/s':>7} {'alone':>7}"
+            f" | {'format':>13} {'fwd s':>6} {'bwd s':>6} | {'other':>13} {'fwd s':>6} {'bwd s':>6}"
+        ]
         for c in r["shapes"]:
             lines.append(
                 f"{'x'.join(map(str, c['input'])):>18} {'x'.join(map(str, c['weight'])):>16} {c['calls']:>5} "
                 f"{c['gflop']:>7.1f} {c['network_s']:>8.3f} {c['network_gflops']:>7.1f} {c['alone_gflops']:>7.1f}"
+                f" | {c['memory_format']:>13} {c['alone_s']:>6.3f} {c['alone_backward_s']:>6.3f}"
+                f" | {c['other_format']:>13} {c['other_s']:>6.3f} {c['other_backward_s']:>6.3f}"
             )
+        lines.append(
+            "alone, summed over the forward (s, forward + backward): network's formats "
+            f"{r['alone_forward_s']:.2f} + {r['alone_backward_s']:.2f}, other format {r['other_format_forward_s']:.2f} + "
+            f"{r['other_format_backward_s']:.2f}, faster of the two per shape {r['best_format_forward_s']:.2f} + "
+            f"{r['best_format_backward_s']:.2f}"
+        )
         logger.info(
             "ECSDUNet(channels=%d), %d x %d, %d threads: forward %.2f s, convolutions %.2f s (%.0f %%), %.1f GFLOP; "
             "%.1f GFLOP/s in the network, %.1f GFLOP/s alone\n%s",

@@ -48,6 +48,26 @@ class TestConvRates(unittest.TestCase):
         self.assertAlmostEqual(result["conv_share"], result["conv_s"] / result["forward_s"])
         for r in result["shapes"]:
             self.assertAlmostEqual(r["network_gflops"], r["gflop"] / r["network_s"])
+        # every shape also timed alone with its backward (inside the forward's no_grad) in both memory formats
+        for r in result["shapes"]:
+            self.assertEqual({r["memory_format"], r["other_format"]}, {"channels_last", "contiguous"})
+        self.assertEqual(
+            result["best_format_backward_s"], profile._format_sums(result["shapes"])["best_format_backward_s"]
+        )
+
+    def test_format_sums(self):
+        shapes = [
+            {"alone_s": 1.0, "other_s": 0.5, "alone_backward_s": 2.0, "other_backward_s": 3.0},
+            {"alone_s": 0.2, "other_s": 0.4, "alone_backward_s": 0.5, "other_backward_s": 0.25},
+        ]
+        sums = profile._format_sums(shapes)
+        expected = {
+            "alone_forward_s": 1.2, "other_format_forward_s": 0.9, "best_format_forward_s": 0.7,
+            "alone_backward_s": 2.5, "other_format_backward_s": 3.25, "best_format_backward_s": 2.25,
+        }  # fmt: skip
+        self.assertEqual(sums.keys(), expected.keys())
+        for key, value in expected.items():
+            self.assertAlmostEqual(sums[key], value, msg=key)
 
 
 def count_convolutions(fn) -> int:
