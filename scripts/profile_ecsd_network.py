@@ -171,6 +171,7 @@ def _conv_rates(net, inputs: tuple, repeats: int) -> dict:
                 }
             )
     conv_s = sum(r["network_s"] for r in shapes)
+    sums = _format_sums(shapes)
     gflop = sum(r["gflop"] for r in shapes)
     return {
         "forward_s": forward_s,
@@ -178,8 +179,8 @@ def _conv_rates(net, inputs: tuple, repeats: int) -> dict:
         "conv_share": conv_s / forward_s,
         "conv_gflop": gflop,
         "network_gflops": gflop / conv_s,
-        "alone_gflops": gflop / sum(r["alone_s"] for r in shapes),
-        **_format_sums(shapes),
+        "alone_gflops": gflop / sums["alone_forward_s"],
+        **sums,
         "shapes": sorted(shapes, key=lambda r: -r["network_s"]),
     }
 
